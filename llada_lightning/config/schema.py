@@ -1,0 +1,138 @@
+"""Typed configuration schemas (dataclasses); YAML groups and dotlist overrides only compose them.
+
+Every field here is a contract: YAML files in `configs/` and command-line overrides address them as
+`group.key=value` (for example `model.n_layers=4`, `train.flops_budget=1e15`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    """A LLaMA-style decoder: pre-norm RMSNorm, RoPE, SwiGLU, no biases, optional GQA and tied embeddings.
+
+    `vocab_size` is the number of output classes (the head's columns). The mask token of a masked
+    diffusion model is `mask_token_id`; when it is None the model reserves one extra embedding row at
+    index `vocab_size` (the SMDM convention; the head still has `vocab_size` columns).
+    """
+
+    name: str = "custom"
+    n_layers: int = 2
+    n_heads: int = 2
+    n_kv_heads: int = 2
+    d_model: int = 64
+    d_ff: int = 256
+    vocab_size: int = 4096
+    max_seq_len: int = 256
+    causal: bool = False
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = False
+    mask_token_id: int | None = None
+    init_std: float = 0.02
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def mask_id(self) -> int:
+        """The id of the mask token fed to the network (never predicted by the head)."""
+        return self.vocab_size if self.mask_token_id is None else self.mask_token_id
+
+    @property
+    def embedding_rows(self) -> int:
+        """Input embedding rows: one extra row for the reserved mask token when it lies outside the vocab."""
+        return self.vocab_size + 1 if self.mask_token_id is None else self.vocab_size
+
+
+@dataclass
+class AttentionConfig:
+    """Attention kernel: `sdpa` (torch scaled_dot_product_attention, any device), `math` (sdpa's
+    reference kernel, used for FLOP counting) or `flash` (flash-attn, CUDA only, optional extra)."""
+
+    backend: str = "sdpa"
+
+
+@dataclass
+class DataConfig:
+    """Where text comes from, how it is tokenised, and how it is cut into blocks."""
+
+    source: str = "embedded"  # "embedded" (shipped Shakespeare corpus) or "hf" (any `datasets` source)
+    path: str | None = None  # hf: a hub name ("wikitext") or a builder for local files ("text", "json")
+    name: str | None = None  # hf: the dataset config name
+    data_files: list[str] | None = None  # hf: local files for the builder in `path`
+    split: str = "train"  # hf: the split to read; train/val are carved from it by document
+    text_field: str = "text"
+    tokenizer: str = "bpe"  # "bpe" (byte-level BPE trained on the corpus) or a path to a tokenizer.json
+    vocab_size: int = 4096  # bpe: vocabulary size including special tokens
+    seq_len: int = 128  # tokens per training block
+    val_fraction: float = 0.05  # fraction of documents held out for validation
+    max_documents: int | None = None  # read at most this many documents (quick experiments)
+    cache_dir: str | None = None  # default: $LLADA_CACHE or ~/.cache/llada_lightning
+    num_workers: int = 0
+
+
+@dataclass
+class ObjectiveConfig:
+    """The training objective: `llada` (masked diffusion, SPEC 1) or `arm` (next-token prediction)."""
+
+    name: str = "llada"
+    schedule: str = "linear"  # llada: linear | cosine | polynomial
+    schedule_power: float = 2.0  # polynomial schedule exponent k (alpha_t = 1 - t^k)
+    eps: float = 1e-3  # llada: mask probability floor, p = (1 - eps) t + eps
+    time_sampling: str = "iid"  # llada: iid | antithetic
+    weighting: str = "elbo"  # llada: elbo | unweighted (an ablation, not an NLL bound)
+    random_length_prob: float = 0.01  # llada: fraction of steps trained on a random length in [1, T]
+    val_mask_draws: int = 4  # llada: K mask draws per validation block, fixed by the seed
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, duration, precision, logging, checkpointing and devices."""
+
+    seed: int = 0
+    batch_size: int = 16  # sequences per device per micro-step
+    accumulate_grad_batches: int = 1
+    max_steps: int | None = None  # exactly one of max_steps and flops_budget is set
+    flops_budget: float | None = None  # training FLOPs; steps = budget / (flops per token * tokens per step)
+    flops_convention: str = "6N"  # how flops_budget is counted: "6N" (Kaplan/SMDM) or "full" (SPEC 5)
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine/wsd end at lr * min_lr_ratio (SMDM: 10%)
+    lr_schedule: str = "cosine"  # cosine | wsd | constant (all after linear warmup)
+    warmup_fraction: float = 0.01  # warmup steps = max(warmup_min_steps, fraction * steps), capped
+    warmup_min_steps: int = 0
+    decay_fraction: float = 0.2  # wsd: final fraction of steps spent decaying
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0  # 0 disables clipping
+    precision: str = "32-true"  # any Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true
+    val_every_n_steps: int = 100  # 0: validate only at the end
+    val_batches: int = 8  # validation batches per evaluation (fixed, the same every time)
+    ckpt_every_n_steps: int = 50
+    log_every_n_steps: int = 10
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | fsdp
+    progress_bar: bool = True
+    deterministic: bool = False
+    compile: bool = False
+    loss_guard: bool = True  # stop with a clear error when the training loss becomes NaN/inf
+
+
+@dataclass
+class RunConfig:
+    """A whole run: the four groups plus where it is written."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str | None = None  # default: <runs_root>/<objective>-<model>-<signature>
+    runs_root: str = "runs"
