@@ -67,6 +67,7 @@ class DataConfig:
     split: str = "train"  # hf: the split to read; train/val are carved from it by document
     text_field: str = "text"
     tokenizer: str = "bpe"  # "bpe" (byte-level BPE trained on the corpus) or a path to a tokenizer.json
+    eos_token: str | None = None  # file tokenizer: the document separator; None: "<|endoftext|>", "</s>", ...
     vocab_size: int = 4096  # bpe: vocabulary size including special tokens
     seq_len: int = 128  # tokens per training block
     val_fraction: float = 0.05  # fraction of documents held out for validation

@@ -1,0 +1,93 @@
+"""The `llada` command line: `llada train`, `llada demo`, `llada config`, `llada ladder`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from llada_lightning.config.errors import ConfigError
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from llada_lightning.config.compose import compose
+
+    cfg = compose(args.overrides)
+    from llada_lightning.training.run import train
+
+    result = train(cfg)
+    print(
+        f"{result['objective']} {result['model']}: val_loss {result['val_loss']:.4f} "
+        f"val_bpb {result['val_bpb']:.4f} after {result['steps']} steps -> {result['run_dir']}"
+    )
+    return 0
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    from llada_lightning.config.compose import compose, to_yaml
+
+    print(to_yaml(compose(args.overrides)), end="")
+    return 0
+
+
+def _cmd_ladder(args: argparse.Namespace) -> int:
+    from llada_lightning.config import ladder
+    from llada_lightning.flops import flops_per_token, param_counts
+
+    print(
+        f"{'name':<12} {'layers':>6} {'heads':>5} {'d':>5} {'N_nonemb':>15} {'N_total':>15} "
+        f"{'6N/token':>10} {'full/token':>11}"
+    )
+    for name, m in ladder(args.prefix).items():
+        nonemb, total = param_counts(m)
+        seq = min(args.seq_len or m.max_seq_len, m.max_seq_len)
+        print(
+            f"{name:<12} {m.n_layers:>6} {m.n_heads:>5} {m.d_model:>5} {nonemb:>15,} {total:>15,} "
+            f"{flops_per_token(m, seq, '6N'):>10.3g} {flops_per_token(m, seq, 'full'):>11.3g}"
+        )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from llada_lightning.demo import run_demo
+
+    run_demo(args.runs_root, args.overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llada", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train", help="train one run (resumes if its run directory has a checkpoint)")
+    p.add_argument("overrides", nargs="*", help="group choices (model=cpu-1m) and key=value overrides")
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("config", help="print the resolved, validated config")
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=_cmd_config)
+    p = sub.add_parser("ladder", help="the model-size ladder with exact parameter counts and FLOPs per token")
+    p.add_argument("--prefix", default="", help="only sizes whose name starts with this (cpu-, smdm-)")
+    p.add_argument("--seq-len", type=int, default=None, help="context for the FLOP columns (default: max)")
+    p.set_defaults(func=_cmd_ladder)
+    p = sub.add_parser("demo", help="the main job: a tiny LLaDA and a tiny ARM on the embedded corpus")
+    p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
+    p.add_argument("--runs-root", default="runs/demo")
+    p.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"llada: config error: {exc}", file=sys.stderr)
+        return 2
+    except FloatingPointError as exc:
+        print(f"llada: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

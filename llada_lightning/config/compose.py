@@ -1,0 +1,123 @@
+"""Compose a `RunConfig`: dataclass defaults <- YAML groups <- YAML files <- dotlist overrides.
+
+Overrides look like Hydra's: `model=cpu-1m` picks `configs/model/cpu-1m.yaml` (or a path to any YAML
+file), `model.n_layers=4` sets one key, and a bare `path/to/run.yaml` merges a whole run config.
+Every failure is a `ConfigError` with one line naming the key and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+from llada_lightning.config.errors import ConfigError
+from llada_lightning.config.paths import GROUPS, config_root, group_options
+from llada_lightning.config.schema import RunConfig
+
+DEFAULT_GROUPS: dict[str, str] = {"model": "cpu-1m", "data": "embedded", "objective": "llada", "train": "cpu"}
+
+
+def _group_file(group: str, choice: str) -> Path:
+    candidate = Path(choice)
+    if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
+        return candidate
+    path = config_root() / group / f"{choice}.yaml"
+    if not path.is_file():
+        options = ", ".join(group_options(group))
+        raise ConfigError(f"{group}={choice}: no such {group} config; choose one of: {options}")
+    return path
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError and friends: report the file, not a traceback
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from exc
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping of keys to values; fix the file")
+    return loaded
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[dict[str, str], list[Path], list[str]]:
+    """Sort command-line tokens into group choices, whole-config files, and dotlist key=value pairs."""
+    groups: dict[str, str] = {}
+    files: list[Path] = []
+    dotlist: list[str] = []
+    for token in overrides:
+        if "=" not in token:
+            if token.endswith((".yaml", ".yml")):
+                path = Path(token)
+                if not path.is_file():
+                    raise ConfigError(f"{token}: no such config file; check the path")
+                files.append(path)
+                continue
+            raise ConfigError(f"{token!r} is not an override; write key=value (e.g. train.max_steps=100)")
+        key, value = token.split("=", 1)
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"{token!r} has no key; write key=value (e.g. model.n_layers=4)")
+        if key in GROUPS:
+            groups[key] = value
+        else:
+            dotlist.append(f"{key}={value}")
+    return groups, files, dotlist
+
+
+def _explain(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None) or ""
+    msg = str(exc).splitlines()[0]
+    if isinstance(exc, ConfigKeyError) or "not in struct" in msg or "Key '" in msg and "not in" in msg:
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        hint = f"; see `llada config` for the valid keys{' of ' + parent if parent else ''}"
+        return f"unknown config key {key!r}{hint}"
+    if isinstance(exc, ValidationError):
+        return f"{key}: {msg}; give a value of the right type"
+    return f"{key}: {msg}" if key else msg
+
+
+def compose_dict(overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
+    """The merged (not yet validated) config as an OmegaConf tree."""
+    groups, files, dotlist = split_overrides(overrides)
+    choices = {**DEFAULT_GROUPS, **groups}
+    try:
+        cfg = OmegaConf.structured(RunConfig)
+        if base is not None:
+            cfg = OmegaConf.merge(cfg, base)
+        for group in GROUPS:
+            if group in choices and (base is None or group in groups):
+                cfg = OmegaConf.merge(cfg, {group: _load_yaml(_group_file(group, choices[group]))})
+        for path in files:
+            cfg = OmegaConf.merge(cfg, _load_yaml(path))
+        if dotlist:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_explain(exc)) from exc
+    return cfg  # type: ignore[return-value]
+
+
+def compose(overrides: Sequence[str] = (), base: Any = None, *, check: bool = True) -> RunConfig:
+    """Build and validate a `RunConfig` from overrides (see the module docstring)."""
+    from llada_lightning.config.validation import resolve, validate
+
+    tree = compose_dict(overrides, base)
+    try:
+        cfg: RunConfig = OmegaConf.to_object(tree)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_explain(exc)) from exc
+    cfg = resolve(cfg)
+    if check:
+        validate(cfg)
+    return cfg
+
+
+def to_yaml(cfg: RunConfig) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def load_run_config(path: Path | str) -> RunConfig:
+    """Read a resolved config written by `llada train` (config.yaml in a run directory)."""
+    return compose([], base=_load_yaml(Path(path)), check=False)

@@ -1,0 +1,56 @@
+"""A run's identity: a short hash of its resolved config, ignoring keys that cannot change its result."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from llada_lightning.config.schema import RunConfig
+
+# Keys that change where or how verbosely a run is written, or how fast it runs, but not its numbers.
+NON_RESULT_KEYS = (
+    "run_dir",
+    "runs_root",
+    "data.cache_dir",
+    "data.num_workers",
+    "train.log_every_n_steps",
+    "train.progress_bar",
+    "train.ckpt_every_n_steps",
+    "train.val_every_n_steps",
+)
+
+
+def result_dict(cfg: RunConfig) -> dict[str, Any]:
+    """The config as a plain dict without the keys in NON_RESULT_KEYS."""
+    tree: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[assignment]
+    for dotted in NON_RESULT_KEYS:
+        node = tree
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node.pop(leaf, None)
+    return tree
+
+
+def signature(cfg: RunConfig, length: int = 10) -> str:
+    """Stable short hash of everything that determines the run's result."""
+    blob = json.dumps(result_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def config_diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """Dotted keys whose result-relevant values differ between two configs."""
+    out: list[str] = []
+
+    def walk(x: Any, y: Any, prefix: str) -> None:
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in sorted(set(x) | set(y)):
+                walk(x.get(key), y.get(key), f"{prefix}.{key}" if prefix else key)
+        elif x != y:
+            out.append(f"{prefix} ({x!r} != {y!r})")
+
+    walk(result_dict(a), result_dict(b), "")
+    return out

@@ -1,0 +1,178 @@
+"""Consistency checks run before any work starts: each problem is one `ConfigError` line with its fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+
+from llada_lightning.config.errors import ConfigError
+from llada_lightning.config.schema import RunConfig
+
+OBJECTIVES = ("llada", "arm")
+SCHEDULES = ("linear", "cosine", "polynomial")
+TIME_SAMPLING = ("iid", "antithetic")
+WEIGHTING = ("elbo", "unweighted")
+CONVENTIONS = ("6N", "full")
+LR_SCHEDULES = ("cosine", "wsd", "constant")
+BACKENDS = ("sdpa", "math", "flash")
+SOURCES = ("embedded", "hf")
+STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "single_device")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """Fill derived fields: the ARM baseline is the same backbone with the causal mask on (SPEC 4)."""
+    if cfg.objective.name == "arm":
+        cfg.model = dataclasses.replace(cfg.model, causal=True)
+    return cfg
+
+
+def _one_of(key: str, value: object, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"{key}={value!r} is not one of: {', '.join(options)}")
+
+
+def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if value < 0 or (value == 0 and not allow_zero) or (isinstance(value, float) and not math.isfinite(value)):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{key}={value} must be {bound}")
+
+
+def tokens_per_step(cfg: RunConfig) -> int:
+    """Tokens consumed by one optimizer step across all devices."""
+    t = cfg.train
+    return t.batch_size * t.accumulate_grad_batches * t.devices * t.num_nodes * cfg.data.seq_len
+
+
+def total_steps(cfg: RunConfig) -> int:
+    """Optimizer steps of the run: `train.max_steps`, or derived from `train.flops_budget` (SPEC 5)."""
+    from llada_lightning.flops import steps_for_budget
+
+    t = cfg.train
+    if t.max_steps is not None:
+        return t.max_steps
+    assert t.flops_budget is not None
+    return steps_for_budget(t.flops_budget, cfg.model, cfg.data.seq_len, tokens_per_step(cfg), t.flops_convention)
+
+
+def _validate_model(cfg: RunConfig) -> None:
+    m = cfg.model
+    for key in ("n_layers", "n_heads", "n_kv_heads", "d_model", "d_ff", "vocab_size", "max_seq_len"):
+        _positive(f"model.{key}", getattr(m, key))
+    if m.d_model % m.n_heads:
+        raise ConfigError(
+            f"model.d_model={m.d_model} is not divisible by model.n_heads={m.n_heads}; choose n_heads dividing d_model"
+        )
+    if m.n_heads % m.n_kv_heads:
+        raise ConfigError(
+            f"model.n_heads={m.n_heads} is not a multiple of model.n_kv_heads={m.n_kv_heads}; "
+            "choose n_kv_heads dividing n_heads"
+        )
+    if m.head_dim % 2:
+        raise ConfigError(f"head dim d_model/n_heads={m.head_dim} is odd; RoPE needs an even head dimension")
+    _positive("model.rope_theta", m.rope_theta)
+    _positive("model.norm_eps", m.norm_eps)
+    _positive("model.init_std", m.init_std)
+    if m.mask_token_id is not None and not 0 <= m.mask_token_id < m.vocab_size:
+        raise ConfigError(
+            f"model.mask_token_id={m.mask_token_id} is outside [0, vocab_size={m.vocab_size}); "
+            "set it inside the vocabulary or null to reserve an extra embedding row"
+        )
+    if m.causal and cfg.objective.name == "llada":
+        raise ConfigError("model.causal=true with objective=llada: LLaDA is bidirectional; set model.causal=false")
+
+
+def _validate_objective(cfg: RunConfig) -> None:
+    o = cfg.objective
+    _one_of("objective.name", o.name, OBJECTIVES)
+    _one_of("objective.schedule", o.schedule, SCHEDULES)
+    _one_of("objective.time_sampling", o.time_sampling, TIME_SAMPLING)
+    _one_of("objective.weighting", o.weighting, WEIGHTING)
+    if not 0.0 < o.eps < 1.0:
+        raise ConfigError(f"objective.eps={o.eps} must lie in (0, 1) (LLaDA uses 1e-3)")
+    if not 0.0 <= o.random_length_prob <= 1.0:
+        raise ConfigError(f"objective.random_length_prob={o.random_length_prob} must lie in [0, 1] (LLaDA: 0.01)")
+    _positive("objective.schedule_power", o.schedule_power)
+    if o.val_mask_draws < 1:
+        raise ConfigError(f"objective.val_mask_draws={o.val_mask_draws} must be >= 1")
+
+
+def _validate_data(cfg: RunConfig) -> None:
+    d = cfg.data
+    _one_of("data.source", d.source, SOURCES)
+    if d.source == "hf" and not d.path:
+        raise ConfigError("data.source=hf needs data.path (a hub dataset name, or 'text'/'json' with data.data_files)")
+    _positive("data.seq_len", d.seq_len)
+    if d.seq_len > cfg.model.max_seq_len:
+        raise ConfigError(
+            f"data.seq_len={d.seq_len} exceeds the context of model {cfg.model.name} "
+            f"(model.max_seq_len={cfg.model.max_seq_len}); lower data.seq_len or raise model.max_seq_len"
+        )
+    if not 0.0 < d.val_fraction < 1.0:
+        raise ConfigError(f"data.val_fraction={d.val_fraction} must lie in (0, 1)")
+    if d.tokenizer == "bpe" and d.vocab_size < 257:
+        raise ConfigError(f"data.vocab_size={d.vocab_size} is below the 256 bytes + EOS of a byte-level BPE")
+    _positive("data.max_documents", d.max_documents)
+    _positive("data.num_workers", d.num_workers, allow_zero=True)
+    from llada_lightning.data.tokenizer import tokenizer_vocab_size
+
+    try:
+        vocab = tokenizer_vocab_size(d)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ConfigError(str(exc).splitlines()[0]) from exc
+    if cfg.model.vocab_size < vocab:
+        raise ConfigError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary ({vocab}); "
+            f"set model.vocab_size>={vocab} or a smaller data.vocab_size"
+        )
+
+
+def _validate_train(cfg: RunConfig) -> None:
+    t = cfg.train
+    for key in ("batch_size", "accumulate_grad_batches", "devices", "num_nodes", "lr", "log_every_n_steps"):
+        _positive(f"train.{key}", getattr(t, key))
+    for key in ("weight_decay", "grad_clip", "val_every_n_steps", "ckpt_every_n_steps", "warmup_min_steps"):
+        _positive(f"train.{key}", getattr(t, key), allow_zero=True)
+    _positive("train.val_batches", t.val_batches)
+    _one_of("train.flops_convention", t.flops_convention, CONVENTIONS)
+    _one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
+    _one_of("train.strategy", t.strategy, STRATEGIES)
+    _one_of("train.precision", t.precision, PRECISIONS)
+    _one_of("attention.backend", cfg.attention.backend, BACKENDS)
+    if cfg.attention.backend == "flash" and importlib.util.find_spec("flash_attn") is None:
+        raise ConfigError(
+            "attention.backend=flash needs the flash-attn package (pip install 'llada-lightning[flash]' "
+            "on a CUDA machine); use attention.backend=sdpa"
+        )
+    for key in ("min_lr_ratio", "warmup_fraction", "decay_fraction", "beta1", "beta2"):
+        value = getattr(t, key)
+        if not 0.0 <= value <= 1.0:
+            raise ConfigError(f"train.{key}={value} must lie in [0, 1]")
+    if (t.max_steps is None) == (t.flops_budget is None):
+        raise ConfigError(
+            "set exactly one of train.max_steps and train.flops_budget "
+            f"(now max_steps={t.max_steps}, flops_budget={t.flops_budget}); override the other with null"
+        )
+    _positive("train.max_steps", t.max_steps)
+    _positive("train.flops_budget", t.flops_budget)
+    if t.flops_budget is not None:
+        steps = total_steps(cfg)
+        if steps < 1:
+            from llada_lightning.flops import flops_per_token
+
+            one = flops_per_token(cfg.model, cfg.data.seq_len, t.flops_convention) * tokens_per_step(cfg)
+            raise ConfigError(
+                f"train.flops_budget={t.flops_budget:.3g} is smaller than one step ({one:.3g} FLOPs, "
+                f"convention {t.flops_convention}); raise the budget or lower train.batch_size / data.seq_len"
+            )
+
+
+def validate(cfg: RunConfig) -> None:
+    """Raise `ConfigError` on the first inconsistency; cheap (no data, no model)."""
+    _validate_objective(cfg)
+    _validate_model(cfg)
+    _validate_train(cfg)
+    _validate_data(cfg)

@@ -1,0 +1,122 @@
+"""Fixed-length blocks of a token stream and the sampler that orders them, resumable from a sample count.
+
+The training order is a pure function of (seed, global sample index g): sample g belongs to data epoch
+`e = g // n_blocks` and reads block `perm_e[g % n_blocks]`, with `perm_e` a permutation fixed by
+`[seed, e]`. Resuming therefore needs only the number of samples consumed so far (derived from the
+optimizer step), and data-constrained studies may repeat epochs, each in a fresh order.
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+
+class BlockDataset(Dataset):
+    """Non-overlapping blocks `tokens[i*seq_len:(i+1)*seq_len]` as LongTensors; the tail is dropped."""
+
+    def __init__(self, tokens: np.ndarray, seq_len: int):
+        if seq_len < 1:
+            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        self.tokens = tokens
+        self.seq_len = int(seq_len)
+        self.n_blocks = len(tokens) // self.seq_len
+
+    def __len__(self) -> int:
+        return self.n_blocks
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if i < 0:
+            i += self.n_blocks
+        if not 0 <= i < self.n_blocks:
+            raise IndexError(f"block {i} out of range ({self.n_blocks} blocks)")
+        start = i * self.seq_len
+        return torch.from_numpy(np.asarray(self.tokens[start : start + self.seq_len], dtype=np.int64))
+
+    # A memmap pickles as a full copy of its data; spawned DataLoader workers reopen the file instead.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        t = self.tokens
+        if isinstance(t, np.memmap) and isinstance(t.base, mmap.mmap) and t.filename:
+            state["tokens"] = ("memmap", t.filename, t.dtype.str, t.offset, t.shape)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        t = state["tokens"]
+        if isinstance(t, tuple) and t and t[0] == "memmap":
+            _, filename, dtype, offset, shape = t
+            state["tokens"] = np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
+        self.__dict__.update(state)
+
+
+def epochs_seen(samples_consumed: int, n_blocks: int) -> float:
+    """Data epochs covered by `samples_consumed` blocks (fractional; > 1 once data repeats)."""
+    return samples_consumed / n_blocks
+
+
+class ResumableBlockSampler(Sampler[int]):
+    """An infinite stream of block indices for one rank, starting at global sample `start()`.
+
+    `start` is evaluated when iteration begins (after a checkpoint restore) and returns the number of
+    samples the whole job has consumed. Micro-batch m of the job covers global samples
+    [m*B*W, (m+1)*B*W); rank r takes [m*B*W + r*B, m*B*W + (r+1)*B), B = batch_size, W = world_size.
+    The DataLoader must batch with the same `batch_size` and must not shuffle.
+    """
+
+    def __init__(
+        self,
+        n_blocks: int,
+        *,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: Callable[[], int] | int = 0,
+    ):
+        if n_blocks < 1:
+            raise ValueError(f"n_blocks must be >= 1, got {n_blocks}")
+        if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"bad sharding: batch_size={batch_size}, rank={rank}, world_size={world_size}")
+        if seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.n_blocks = int(n_blocks)
+        self.seed = int(seed)
+        self.batch_size = int(batch_size)
+        self.rank = int(rank)
+        self.world_size = int(world_size)
+        self.start = start
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The block order of data epoch `epoch`."""
+        return np.random.default_rng([self.seed, epoch]).permutation(self.n_blocks)
+
+    def epoch_of(self, g: int) -> int:
+        """The data epoch of global sample `g`."""
+        return g // self.n_blocks
+
+    def epochs_seen(self, samples_consumed: int) -> float:
+        return epochs_seen(samples_consumed, self.n_blocks)
+
+    def global_indices(self, start: int) -> Iterator[int]:
+        """This rank's global sample indices >= `start`, in order."""
+        b, bw = self.batch_size, self.batch_size * self.world_size
+        m = start // bw
+        while True:
+            lo = m * bw + self.rank * b
+            yield from range(max(lo, start), lo + b)
+            m += 1
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.start() if callable(self.start) else self.start
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        epoch, perm = -1, None
+        for g in self.global_indices(int(start)):
+            e = g // self.n_blocks
+            if e != epoch:
+                epoch, perm = e, self.permutation(e)
+            yield int(perm[g % self.n_blocks])

@@ -1,0 +1,149 @@
+"""LMDataModule: wires the tokenised cache, the block dataset and the resumable sampler into Lightning.
+
+Resume is derived from the optimizer step, not from a data state: the training stream starts at
+`trainer.global_step * accumulate_grad_batches * batch_size * world_size` global samples, so a run
+restored from any checkpoint reads exactly the batches an uninterrupted run would have read.
+The Trainer must be built with `use_distributed_sampler=False` (this module shards by itself) and,
+since the training loader is infinite, with `max_steps` and an integer `val_check_interval`.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from llada_lightning.config.schema import DataConfig
+from llada_lightning.data.blocks import BlockDataset, ResumableBlockSampler, epochs_seen
+from llada_lightning.data.cache import TokenizedCorpus, prepare_corpus
+from llada_lightning.data.tokenizer import tokenizer_vocab_size
+
+log = logging.getLogger(__name__)
+
+VAL_TOO_SHORT = "the validation split has fewer tokens than data.seq_len; lower data.seq_len or raise data.val_fraction"
+
+
+class LMDataModule(L.LightningDataModule):
+    """Training blocks in a seeded, resumable order; a fixed set of validation blocks."""
+
+    def __init__(
+        self,
+        cfg: DataConfig,
+        *,
+        batch_size: int,
+        seed: int,
+        val_batches: int,
+        accumulate_grad_batches: int = 1,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.val_batches = int(val_batches)
+        self.accumulate_grad_batches = int(accumulate_grad_batches)
+        self.corpus: TokenizedCorpus | None = None
+        self.train_dataset: BlockDataset | None = None
+        self.val_dataset: BlockDataset | None = None
+
+    # ---- Lightning hooks -------------------------------------------------------------------------------
+
+    def prepare_data(self) -> None:
+        prepare_corpus(self.cfg)  # builds the cache once (locked); a no-op when it exists
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.corpus is None:
+            self.corpus = prepare_corpus(self.cfg)
+            self.train_dataset = BlockDataset(self.corpus.train, self.cfg.seq_len)
+            self.val_dataset = BlockDataset(self.corpus.val, self.cfg.seq_len)
+            if len(self.train_dataset) == 0:
+                raise ValueError("the training split has fewer tokens than data.seq_len; lower data.seq_len")
+            if len(self.val_dataset) == 0:
+                raise ValueError(VAL_TOO_SHORT)
+            n_train, n_val = len(self.train_dataset), len(self.val_dataset)
+            log.info("%r: %d train / %d val blocks", self.corpus, n_train, n_val)
+
+    def train_dataloader(self) -> DataLoader:
+        self._require_setup()
+        rank, world = self._rank_world()
+        sampler = ResumableBlockSampler(
+            len(self.train_dataset),
+            seed=self.seed,
+            batch_size=self.batch_size,
+            rank=rank,
+            world_size=world,
+            start=self.consumed_samples,
+        )
+        return self._loader(self.train_dataset, sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        """The first `val_batches * batch_size` validation blocks in order, split across ranks."""
+        self._require_setup()
+        rank, world = self._rank_world()
+        n = min(self.val_batches * self.batch_size, len(self.val_dataset))
+        # Strided shard without padding: every block is evaluated exactly once over all ranks.
+        return self._loader(self.val_dataset, list(range(rank, n, world)))
+
+    # ---- what the rest of the project reads -------------------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        """The token id space (the model's output classes); available before setup (cheap)."""
+        return self.corpus.vocab_size if self.corpus is not None else tokenizer_vocab_size(self.cfg)
+
+    @property
+    def eos_id(self) -> int:
+        self._require_setup()
+        return self.corpus.eos_id
+
+    @property
+    def tokenizer_path(self) -> Path:
+        self._require_setup()
+        return self.corpus.tokenizer_path
+
+    def bytes_per_token(self, split: str = "val") -> float:
+        self._require_setup()
+        return self.corpus.bytes_per_token(split)
+
+    @property
+    def train_blocks(self) -> int:
+        self._require_setup()
+        return len(self.train_dataset)
+
+    def consumed_samples(self) -> int:
+        """Training samples the whole job has consumed: derived from the restored optimizer step."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return trainer.global_step * self.accumulate_grad_batches * self.batch_size * trainer.world_size
+
+    def samples_consumed_to_epochs(self, n: int) -> float:
+        """Data epochs that `n` training samples (blocks) represent."""
+        return epochs_seen(n, self.train_blocks)
+
+    # ---- helpers --------------------------------------------------------------------------------------
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+    def _require_setup(self) -> None:
+        if self.corpus is None:
+            raise RuntimeError("LMDataModule.setup() has not been called")
+
+    def _loader(self, dataset: BlockDataset, sampler) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            shuffle=False,
+            drop_last=False,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )

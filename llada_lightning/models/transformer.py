@@ -1,0 +1,118 @@
+"""The shared backbone: a LLaMA-style decoder whose only LLaDA/ARM difference is `config.causal`.
+
+Pre-norm blocks `x + attn(norm(x))`, `x + ffn(norm(x))`; RoPE; SwiGLU; no biases; optional GQA and tied
+embeddings; a final RMSNorm and a linear head with `vocab_size` outputs. The embedding has
+`config.embedding_rows` rows so the reserved mask id (`config.mask_id`) is a valid input.
+
+RoPE positions are always 0..T-1, whatever the padding: a left-padded prompt starts at the position
+of its first padding token. Padding keys are hidden by `attention_mask`, so padded rows only shift
+positions, which RoPE's relative encoding makes harmless for attention scores.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from llada_lightning.config.schema import ModelConfig
+from llada_lightning.models.attention import SelfAttention, attention_mask_4d, check_backend
+from llada_lightning.models.layers import RMSNorm, SwiGLU, rope_cos_sin
+
+RESIDUAL_PROJECTIONS = ("wo", "w2")  # outputs written into the residual stream (scaled init)
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, backend: str) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.attn = SelfAttention(config, backend)
+        self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.ffn = SwiGLU(config.d_model, config.d_ff)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class Transformer(nn.Module):
+    """Token ids [B, T] -> logits [B, T, vocab_size]; bidirectional (LLaDA) or causal (ARM).
+
+    Prefer `build_model`, which skips torch's default initialisation (so weights depend only on the
+    seed and `init_weights`) and can build on the meta device.
+    """
+
+    def __init__(self, config: ModelConfig, backend: str = "sdpa") -> None:
+        super().__init__()
+        _validate(config)
+        self.config = config
+        self.backend = check_backend(backend)
+        self.embed = nn.Embedding(config.embedding_rows, config.d_model)
+        self.layers = nn.ModuleList(Block(config, backend) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self.head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.init_weights()
+
+    @property
+    def head_weight(self) -> Tensor:
+        """The [vocab_size, d] output matrix; tied: a view of the embedding's first vocab_size rows."""
+        if self.head is None:
+            return self.embed.weight[: self.config.vocab_size]
+        return self.head.weight
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """normal(0, init_std) for linear and embedding weights, init_std / sqrt(2 n_layers) for the
+        residual projections (GPT-2 / Megatron scaled init), RMSNorm weights 1."""
+        std = self.config.init_std
+        residual_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, module in self.named_modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                is_residual = name.rsplit(".", 1)[-1] in RESIDUAL_PROJECTIONS
+                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual else std)
+            elif isinstance(module, RMSNorm):
+                module.reset_parameters()
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        """`attention_mask` [B, T]: 1/True = real token, 0 = padding key (hidden from every other query)."""
+        t = input_ids.shape[1]
+        x = self.embed(input_ids)
+        cos, sin = rope_cos_sin(t, self.config.head_dim, self.config.rope_theta, x.device)
+        mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.config.causal)
+        for layer in self.layers:
+            x = layer(x, cos, sin, mask)
+        return nn.functional.linear(self.norm(x), self.head_weight)
+
+
+def build_model(
+    config: ModelConfig | Any, backend: str | None = None, device: str | torch.device | None = None
+) -> Transformer:
+    """A freshly initialised `Transformer` from a `ModelConfig` or a whole `RunConfig`.
+
+    With a RunConfig the backend comes from `config.attention.backend` unless `backend` is given;
+    default "sdpa". `device="meta"` allocates nothing (parameter counting of the largest sizes).
+    The model is built on the meta device, then materialised and initialised once on `device`,
+    so the weights are a function of torch's global seed only.
+    """
+    if hasattr(config, "model") and hasattr(config, "attention"):
+        backend = config.attention.backend if backend is None else backend
+        config = config.model
+    backend = check_backend(backend or "sdpa")
+    target = torch.device(device) if device is not None else torch.get_default_device()
+    with torch.device("meta"):
+        model = Transformer(config, backend)
+    if target.type != "meta":
+        model = model.to_empty(device=target)
+        model.init_weights()
+    return model
+
+
+def _validate(config: ModelConfig) -> None:
+    if config.d_model % config.n_heads:
+        raise ValueError(f"d_model={config.d_model} must be divisible by n_heads={config.n_heads}")
+    if config.head_dim % 2:
+        raise ValueError(f"head_dim={config.head_dim} must be even for RoPE")
+    if config.n_heads % config.n_kv_heads:
+        raise ValueError(f"n_kv_heads={config.n_kv_heads} must divide n_heads={config.n_heads}")

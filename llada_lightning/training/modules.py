@@ -1,0 +1,180 @@
+"""The two LightningModules. They differ only in their objective (and hence the attention mask):
+everything else (backbone, optimiser, LR schedule, logging, FLOP accounting, validation) is shared."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from torchmetrics import SumMetric
+
+from llada_lightning.config.schema import RunConfig
+from llada_lightning.config.validation import CONVENTIONS, tokens_per_step, total_steps
+from llada_lightning.flops import flops_per_token, param_counts
+from llada_lightning.models import build_model
+from llada_lightning.objectives import build_objective
+from llada_lightning.training.lr_schedule import lr_multiplier, warmup_steps
+
+# Validation mask draws depend on this constant only (not on the training seed), so every run of a
+# study is scored on the same masks and validation numbers are comparable across runs.
+VALIDATION_SEED = 20250214
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, step, micro-batch, rank): stateless, hence exact on resume."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class BaseModule(L.LightningModule):
+    """Shared training machinery; subclasses only name their objective."""
+
+    objective_name: str = ""
+
+    def __init__(self, cfg: RunConfig | dict[str, Any]) -> None:
+        super().__init__()
+        if isinstance(cfg, dict):  # loaded from a checkpoint's hyper-parameters
+            from llada_lightning.config.compose import compose
+
+            cfg = compose([], base=OmegaConf.create(cfg), check=False)
+        if self.objective_name and cfg.objective.name != self.objective_name:
+            raise ValueError(f"{type(self).__name__} needs objective.name={self.objective_name!r}")
+        self.cfg = cfg
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(OmegaConf.structured(cfg))})
+        self.model = build_model(cfg)
+        if cfg.train.compile:
+            self.model.compile()
+        self.objective = build_objective(cfg.objective, cfg.model.mask_id)
+        self.total_steps = total_steps(cfg)
+        self.tokens_per_step = tokens_per_step(cfg)
+        self.n_nonemb, self.n_total = param_counts(cfg.model)
+        self.flops_per_token = {c: flops_per_token(cfg.model, cfg.data.seq_len, c) for c in CONVENTIONS}
+        self.val_nll = SumMetric()
+        self.val_tokens = SumMetric()
+        self.last_val: dict[str, float] = {}
+        self.wall_time_before = 0.0  # seconds spent in earlier (pre-resume) segments of this run
+        self._fit_start = time.perf_counter()
+        self._last_log: tuple[float, int] | None = None
+
+    # -- training ---------------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(input_ids, attention_mask)
+
+    def _generator(self, *parts: int) -> torch.Generator:
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(step_seed(*parts))
+        return gen
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        micro = batch_idx % self.cfg.train.accumulate_grad_batches
+        gen = self._generator(self.cfg.train.seed, self.global_step, micro, self.global_rank)
+        out = self.objective.training_loss(self.model, batch, gen)
+        loss = out["loss"]
+        if self.cfg.train.loss_guard and not torch.isfinite(loss.detach()):
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}: the last checkpoint is intact; "
+                "resume it with a lower train.lr (LLaDA hit the same at 1.2T tokens)"
+            )
+        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, logger=True)
+        return loss
+
+    def on_train_start(self) -> None:
+        self._fit_start = time.perf_counter()
+        self._last_log = (self._fit_start, self.global_step)
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        step = self.global_step
+        every = self.cfg.train.log_every_n_steps
+        if step % every or (batch_idx + 1) % self.cfg.train.accumulate_grad_batches:
+            return
+        now = time.perf_counter()
+        metrics = self.progress_metrics(step)
+        if self._last_log is not None and step > self._last_log[1]:
+            dt = now - self._last_log[0]
+            metrics["perf/tokens_per_s"] = (step - self._last_log[1]) * self.tokens_per_step / max(dt, 1e-9)
+        self._last_log = (now, step)
+        metrics["lr"] = self.optimizers().param_groups[0]["lr"]  # type: ignore[union-attr]
+        self.log_dict(metrics, on_step=True, logger=True)
+
+    def progress_metrics(self, step: int) -> dict[str, float]:
+        """Tokens and cumulative training FLOPs (both conventions, SPEC 5) after `step` optimizer steps."""
+        tokens = float(step * self.tokens_per_step)
+        metrics = {"progress/tokens": tokens, "progress/step": float(step)}
+        for convention, per_token in self.flops_per_token.items():
+            metrics[f"progress/flops_{convention}"] = tokens * per_token
+        return metrics
+
+    def wall_time(self) -> float:
+        return self.wall_time_before + (time.perf_counter() - self._fit_start)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["llada_wall_time"] = self.wall_time()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.wall_time_before = float(checkpoint.get("llada_wall_time", 0.0))
+
+    # -- validation -------------------------------------------------------------------------------------
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        gen = self._generator(VALIDATION_SEED, batch_idx, self.global_rank)
+        nll, n_tokens = self.objective.validation_nll(self.model, batch, gen)
+        self.val_nll.update(nll.detach().double())
+        self.val_tokens.update(torch.tensor(float(n_tokens), dtype=torch.float64, device=self.device))
+
+    def on_validation_epoch_end(self) -> None:
+        n = self.val_tokens.compute()
+        if float(n) == 0.0:
+            return
+        loss = self.val_nll.compute() / n
+        self.val_nll.reset()
+        self.val_tokens.reset()
+        bytes_per_token = self.trainer.datamodule.bytes_per_token("val")  # type: ignore[attr-defined]
+        bpb = loss / (math.log(2.0) * bytes_per_token)  # bits per byte = nats/token / ln 2 / (bytes/token)
+        self.last_val = {"val_loss": float(loss), "val_bpb": float(bpb), "step": int(self.global_step)}
+        self.log("val/loss", loss.float(), prog_bar=True, logger=True, sync_dist=False)
+        self.log("val/bpb", bpb.float(), logger=True, sync_dist=False)
+
+    # -- optimisation -----------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        t = self.cfg.train
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.ndim < 2]
+        groups = [
+            {"params": decay, "weight_decay": t.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.adam_eps)
+        warmup = warmup_steps(self.total_steps, t.warmup_fraction, t.warmup_min_steps)
+
+        def multiplier(step: int) -> float:
+            return lr_multiplier(
+                step,
+                total_steps=self.total_steps,
+                warmup=warmup,
+                schedule=t.lr_schedule,
+                min_ratio=t.min_lr_ratio,
+                decay_fraction=t.decay_fraction,
+            )
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class LLaDAModule(BaseModule):
+    """Masked diffusion LM (LLaDA): bidirectional backbone, masked-token ELBO objective (SPEC 1)."""
+
+    objective_name = "llada"
+
+
+class ARMModule(BaseModule):
+    """The matched autoregressive baseline: the same backbone with the causal mask (SPEC 4)."""
+
+    objective_name = "arm"
+
+
+def build_module(cfg: RunConfig) -> BaseModule:
+    """The LightningModule for `cfg.objective.name`."""
+    return {"llada": LLaDAModule, "arm": ARMModule}[cfg.objective.name](cfg)

@@ -1,0 +1,134 @@
+"""LMDataModule: reproducible batches, a fixed validation set, sharding, and resume through a real Trainer."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from itertools import islice
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from llada_lightning.data.datamodule import LMDataModule
+
+
+def make_dm(cfg, **kw) -> LMDataModule:
+    args = {"batch_size": 4, "seed": 0, "val_batches": 3} | kw
+    dm = LMDataModule(cfg, **args)
+    dm.prepare_data()
+    dm.setup("fit")
+    return dm
+
+
+def first_batches(loader, n: int) -> list[torch.Tensor]:
+    return list(islice(iter(loader), n))
+
+
+def test_attributes(embedded_cfg, embedded_corpus):
+    dm = LMDataModule(embedded_cfg, batch_size=4, seed=0, val_batches=3)
+    assert dm.vocab_size == 4096  # available before setup
+    with pytest.raises(RuntimeError, match="setup"):
+        dm.train_dataloader()
+    dm.setup("fit")
+    assert dm.corpus.directory == embedded_corpus.directory
+    assert dm.eos_id == 0 and dm.tokenizer_path.is_file()
+    assert dm.bytes_per_token("val") == embedded_corpus.bytes_per_token("val")
+    assert dm.train_blocks == len(embedded_corpus.train) // 128
+    assert dm.samples_consumed_to_epochs(dm.train_blocks * 3) == 3.0
+    assert dm.consumed_samples() == 0
+
+
+def test_same_config_and_seed_give_the_same_batches(embedded_cfg):
+    a = first_batches(make_dm(embedded_cfg).train_dataloader(), 5)
+    b = first_batches(make_dm(embedded_cfg).train_dataloader(), 5)
+    c = first_batches(make_dm(embedded_cfg, seed=1).train_dataloader(), 5)
+    assert all(x.dtype == torch.long and x.shape == (4, 128) for x in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c, strict=True))
+    assert int(max(x.max() for x in a)) < 4096
+
+
+def test_val_loader_is_fixed_and_in_order(embedded_cfg, embedded_corpus):
+    dm = make_dm(embedded_cfg)
+    first, second = list(dm.val_dataloader()), list(dm.val_dataloader())
+    assert len(first) == 3 and all(torch.equal(x, y) for x, y in zip(first, second, strict=True))
+    expected = np.asarray(embedded_corpus.val[: 3 * 4 * 128], dtype=np.int64).reshape(3, 4, 128)
+    np.testing.assert_array_equal(torch.stack(first).numpy(), expected)
+
+
+def test_val_loader_takes_all_blocks_when_there_are_fewer(embedded_cfg, embedded_corpus):
+    dm = make_dm(embedded_cfg, val_batches=10_000)
+    n_val = len(embedded_corpus.val) // 128
+    assert sum(len(x) for x in dm.val_dataloader()) == n_val
+
+
+def test_val_split_shorter_than_a_block_is_an_error(embedded_cfg, embedded_corpus):
+    cfg = replace(embedded_cfg, seq_len=len(embedded_corpus.val) + 1)
+    with pytest.raises(ValueError, match="validation split has fewer tokens than data.seq_len"):
+        make_dm(cfg)
+
+
+def test_ranks_shard_validation_and_training(embedded_cfg):
+    dm = make_dm(embedded_cfg, val_batches=5, batch_size=3)  # 15 blocks over 2 ranks: 8 + 7
+    single = torch.cat(list(dm.val_dataloader()))
+    single_train = torch.cat(first_batches(make_dm(embedded_cfg, batch_size=6).train_dataloader(), 4))
+    val, train = [], []
+    for r in range(2):
+        dm.trainer = SimpleNamespace(global_rank=r, world_size=2, global_step=0)
+        val.append(torch.cat(list(dm.val_dataloader())))
+        train.append(first_batches(dm.train_dataloader(), 4))
+    assert len(val[0]) + len(val[1]) == len(single) == 15
+    got = {tuple(x.tolist()) for v in val for x in v}
+    assert got == {tuple(x.tolist()) for x in single}
+    # Micro-batch i of the job (6 sequences) is rank 0's 3 then rank 1's 3.
+    assert torch.equal(torch.cat([torch.cat([train[0][i], train[1][i]]) for i in range(4)]), single_train)
+
+
+def test_training_stream_resumes_from_the_global_step(embedded_cfg):
+    dm = make_dm(embedded_cfg, accumulate_grad_batches=2)
+    fresh = torch.cat(first_batches(dm.train_dataloader(), 10))
+    dm.trainer = SimpleNamespace(global_rank=0, world_size=1, global_step=3)  # 3 steps * 2 micro * 4
+    assert dm.consumed_samples() == 24
+    resumed = torch.cat(first_batches(dm.train_dataloader(), 4))
+    assert torch.equal(resumed, fresh[24:40])
+
+
+@pytest.mark.filterwarnings("ignore:Be aware that when using `ckpt_path`")
+def test_resume_through_a_lightning_trainer(embedded_cfg, tmp_path):
+    """A run restored from a step-2 checkpoint reads exactly the batches of an uninterrupted run."""
+    import lightning as L
+
+    class Recorder(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Embedding(4096, 1)
+            self.seen: list[torch.Tensor] = []
+
+        def training_step(self, batch, _):
+            self.seen.append(batch.clone())
+            return self.w(batch).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def fit(max_steps, ckpt_path=None, callbacks=()):
+        model = Recorder()
+        trainer = L.Trainer(
+            max_steps=max_steps, accumulate_grad_batches=2, accelerator="cpu", devices=1, logger=False,
+            enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False,
+            limit_val_batches=0, callbacks=list(callbacks), default_root_dir=tmp_path,
+            enable_checkpointing=bool(callbacks),
+        )  # fmt: skip
+        dm = LMDataModule(embedded_cfg, batch_size=2, seed=7, val_batches=1, accumulate_grad_batches=2)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        return model.seen
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", every_n_train_steps=2, save_top_k=-1)
+    full = fit(4, callbacks=[ckpt])
+    assert len(full) == 8  # 4 optimizer steps x 2 micro-batches
+    resumed = fit(4, ckpt_path=str(next((tmp_path / "ckpt").glob("*step=2*.ckpt"))))
+    assert len(resumed) == 4
+    assert all(torch.equal(x, y) for x, y in zip(resumed, full[4:], strict=True))
