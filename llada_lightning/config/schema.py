@@ -114,6 +114,7 @@ class TrainConfig:
     precision: str = "32-true"  # any Lightning precision: 32-true, bf16-mixed, 16-mixed, bf16-true
     val_every_n_steps: int = 100  # 0: validate only at the end
     val_batches: int = 8  # validation batches per evaluation (fixed, the same every time)
+    validate_at_start: bool = False  # also score the untrained model (step 0 of the loss curve)
     ckpt_every_n_steps: int = 50
     log_every_n_steps: int = 10
     accelerator: str = "auto"

@@ -8,6 +8,9 @@ Backends:
   masks fall back to `sdpa` with a one-time warning).
 
 Masks are boolean "may attend" tensors [B, 1, T, T] built once per forward by `attention_mask_4d`.
+
+`KVCache` (optional, inference only) keeps each layer's keys and values so a forward can process only new
+tokens: growing for ARM decoding, frozen for the diffusion sampler's prompt cache (see `KVCache`).
 """
 
 from __future__ import annotations
@@ -56,6 +59,72 @@ def attention_mask_4d(key_padding_mask: Tensor, causal: bool) -> Tensor:
     if causal:
         allowed = allowed & torch.ones_like(eye).tril()
     return allowed | eye
+
+
+def cached_attention_mask(key_padding_mask: Tensor, n_queries: int, causal: bool) -> Tensor:
+    """[B, S] key-padding mask over cached + new keys -> boolean [B, 1, n_queries, S] for the last `n_queries` keys.
+
+    Query i sits at key index `S - n_queries + i`; the same rules as `attention_mask_4d` (no padding keys, always
+    itself, causal: keys at or before itself). With `n_queries == S` it equals `attention_mask_4d`.
+    """
+    s = key_padding_mask.shape[-1]
+    device = key_padding_mask.device
+    q_pos = torch.arange(s - n_queries, s, device=device)[:, None]
+    k_pos = torch.arange(s, device=device)[None, :]
+    allowed = key_padding_mask.bool()[:, None, None, :]
+    if causal:
+        allowed = allowed & (k_pos <= q_pos)
+    return allowed | (k_pos == q_pos)
+
+
+class KVCache:
+    """Keys (after RoPE) and values [B, S, n_kv_heads, head_dim] of every layer for S processed tokens, and
+    their key-padding mask [B, S] (True = real token). Inference only; create with `Transformer.new_kv_cache()`.
+
+    - growing (default): each `Transformer.forward(..., cache=cache)` appends its tokens (ARM decoding; exact);
+    - frozen (`freeze()`): forwards attend to the cached prefix plus their own tokens and leave the cache as it
+      is (Fast-dLLM's prefix cache for the diffusion sampler: approximate for a bidirectional model, because
+      the cached prefix no longer sees later changes of the tokens after it).
+    `crop(n)` keeps the first n positions (fill with a whole sequence, keep the prompt, freeze).
+    """
+
+    def __init__(self, n_layers: int) -> None:
+        self.keys: list[Tensor | None] = [None] * n_layers
+        self.values: list[Tensor | None] = [None] * n_layers
+        self.padding_mask: Tensor | None = None  # [B, S] bool, None while empty
+        self.length = 0
+        self.frozen = False
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Cached + new keys and values of `layer`; stored unless frozen."""
+        cached_k, cached_v = self.keys[layer], self.values[layer]
+        if cached_k is not None:
+            k, v = torch.cat((cached_k, k), dim=1), torch.cat((cached_v, v), dim=1)
+        if not self.frozen:
+            self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+    def key_padding_mask(self, new_mask: Tensor) -> Tensor:
+        """The [B, S + T] mask of cached + new keys; records the new part unless frozen (call once per forward)."""
+        full = new_mask if self.padding_mask is None else torch.cat((self.padding_mask, new_mask), dim=1)
+        if not self.frozen:
+            self.padding_mask, self.length = full, full.shape[1]
+        return full
+
+    def crop(self, n: int) -> KVCache:
+        """Keep the first `n` cached positions (in place); returns self."""
+        if not 0 <= n <= self.length:
+            raise ValueError(f"cannot crop a cache of length {self.length} to {n}")
+        self.keys = [None if k is None else k[:, :n] for k in self.keys]
+        self.values = [None if v is None else v[:, :n] for v in self.values]
+        self.padding_mask = None if self.padding_mask is None else self.padding_mask[:, :n]
+        self.length = n
+        return self
+
+    def freeze(self) -> KVCache:
+        """Stop appending: later forwards read the cache but do not change it; returns self."""
+        self.frozen = True
+        return self
 
 
 def attend(q: Tensor, k: Tensor, v: Tensor, *, causal: bool, mask: Tensor | None, backend: str) -> Tensor:
@@ -108,11 +177,23 @@ class SelfAttention(nn.Module):
         self.wv = nn.Linear(d, self.n_kv_heads * self.head_dim, bias=False)
         self.wo = nn.Linear(self.n_heads * self.head_dim, d, bias=False)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> Tensor:
+        """With `cache`, `x` holds only the new tokens and `mask` (None or [B, 1, T, S + T]) holds causality."""
         b, t, _ = x.shape
         q = self.wq(x).view(b, t, self.n_heads, self.head_dim)
         k = self.wk(x).view(b, t, self.n_kv_heads, self.head_dim)
         v = self.wv(x).view(b, t, self.n_kv_heads, self.head_dim)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        out = attend(q, k, v, causal=self.causal, mask=mask, backend=self.backend)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        causal = self.causal and cache is None  # with a cache, causality lives in the explicit mask
+        out = attend(q, k, v, causal=causal, mask=mask, backend=self.backend)
         return self.wo(out.reshape(b, t, self.n_heads * self.head_dim))

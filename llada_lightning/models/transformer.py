@@ -7,6 +7,9 @@ embeddings; a final RMSNorm and a linear head with `vocab_size` outputs. The emb
 RoPE positions are always 0..T-1, whatever the padding: a left-padded prompt starts at the position
 of its first padding token. Padding keys are hidden by `attention_mask`, so padded rows only shift
 positions, which RoPE's relative encoding makes harmless for attention scores.
+
+Inference may pass a `KVCache` (`new_kv_cache()`): the forward then takes only the new tokens, placed after
+the cached ones (RoPE positions continue from `cache.length` unless `positions` says otherwise).
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ import torch
 from torch import Tensor, nn
 
 from llada_lightning.config.schema import ModelConfig
-from llada_lightning.models.attention import SelfAttention, attention_mask_4d, check_backend
+from llada_lightning.models.attention import (
+    KVCache,
+    SelfAttention,
+    attention_mask_4d,
+    cached_attention_mask,
+    check_backend,
+)
 from llada_lightning.models.layers import RMSNorm, SwiGLU, rope_cos_sin
 
 RESIDUAL_PROJECTIONS = ("wo", "w2")  # outputs written into the residual stream (scaled init)
@@ -32,8 +41,10 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.ffn = SwiGLU(config.d_model, config.d_ff)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, mask)
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor | None, cache: KVCache | None = None, layer: int = 0
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, mask, cache, layer)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -75,15 +86,53 @@ class Transformer(nn.Module):
             elif isinstance(module, RMSNorm):
                 module.reset_parameters()
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
-        """`attention_mask` [B, T]: 1/True = real token, 0 = padding key (hidden from every other query)."""
+    def new_kv_cache(self) -> KVCache:
+        """An empty `KVCache` for this model (inference only)."""
+        return KVCache(self.config.n_layers)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        cache: KVCache | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """`attention_mask` [B, T]: 1/True = real token, 0 = padding key (hidden from every other query).
+
+        `cache`: the tokens of `input_ids` come after the cached ones and attend to them (and, unless the cache
+        is frozen, are appended to it); `attention_mask` then covers the new tokens only. `positions` [T]: RoPE
+        positions of the new tokens (default `cache.length + arange(T)`, or `arange(T)` without a cache).
+        """
         t = input_ids.shape[1]
         x = self.embed(input_ids)
-        cos, sin = rope_cos_sin(t, self.config.head_dim, self.config.rope_theta, x.device)
-        mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.config.causal)
-        for layer in self.layers:
-            x = layer(x, cos, sin, mask)
+        head_dim, theta = self.config.head_dim, self.config.rope_theta
+        if positions is not None:
+            cos, sin = rope_cos_sin(int(positions.max()) + 1, head_dim, theta, x.device)
+            cos, sin = cos[positions], sin[positions]
+        elif cache is not None and cache.length:
+            cos, sin = rope_cos_sin(cache.length + t, head_dim, theta, x.device)
+            cos, sin = cos[cache.length :], sin[cache.length :]
+        else:
+            cos, sin = rope_cos_sin(t, head_dim, theta, x.device)
+        if cache is None:
+            mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.config.causal)
+        else:
+            mask = self._cached_mask(cache, attention_mask, input_ids)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, mask, cache, i)
         return nn.functional.linear(self.norm(x), self.head_weight)
+
+    def _cached_mask(self, cache: KVCache, attention_mask: Tensor | None, input_ids: Tensor) -> Tensor | None:
+        """Key padding of cached + new tokens -> [B, 1, T, S + T], or None when nothing needs hiding."""
+        b, t = input_ids.shape
+        new = torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
+        if attention_mask is not None:
+            new = attention_mask.bool()
+        keys = cache.key_padding_mask(new)
+        if (t == 1 or not self.config.causal) and bool(keys.all()):
+            return None
+        return cached_attention_mask(keys, t, self.config.causal)
 
 
 def build_model(

@@ -56,6 +56,7 @@ class BaseModule(L.LightningModule):
         self.val_nll = SumMetric()
         self.val_tokens = SumMetric()
         self.last_val: dict[str, float] = {}
+        self.initial_val: dict[str, float] = {}  # the untrained model's score (train.validate_at_start)
         self.wall_time_before = 0.0  # seconds spent in earlier (pre-resume) segments of this run
         self._fit_start = time.perf_counter()
         self._last_log: tuple[float, int] | None = None
@@ -113,9 +114,11 @@ class BaseModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["llada_wall_time"] = self.wall_time()
+        checkpoint["llada_initial_val"] = self.initial_val
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.wall_time_before = float(checkpoint.get("llada_wall_time", 0.0))
+        self.initial_val = dict(checkpoint.get("llada_initial_val", {}))
 
     # -- validation -------------------------------------------------------------------------------------
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:

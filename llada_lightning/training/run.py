@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from llada_lightning.io import atomic_write_json, atomic_write_text, read_json
 from llada_lightning.training.checkpoint import AtomicCheckpoint
 from llada_lightning.training.modules import BaseModule, build_module
 from llada_lightning.training.progress import progress_callback
+from llada_lightning.training.quiet import quiet_lightning
 
 RESULT = "result.json"
 CONFIG = "config.yaml"
@@ -97,6 +97,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
         enable_model_summary=False,
         use_distributed_sampler=False,
         deterministic=t.deterministic,
+        inference_mode=False,  # metric states survive validate() before and after fit()
         default_root_dir=str(run_dir),
         plugins=plugins or None,
     )
@@ -126,6 +127,7 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
         # LLaDA validates with the ELBO (an upper bound on the NLL) whatever its training weighting; ARM exactly
         "val_loss_kind": "elbo" if cfg.objective.name == "llada" else "nll",
         "train_loss_is_nll_bound": bool(module.objective.is_nll_bound),
+        "val_loss_initial": module.initial_val.get("val_loss"),
         "wall_time_s": module.wall_time(),
         "run_dir": str(run_dir),
     }
@@ -133,6 +135,7 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
 
 def train(cfg: RunConfig) -> dict[str, Any]:
     """Train (or resume, or skip if done) the run of `cfg`; return its result dict."""
+    quiet_lightning()
     run_dir = run_dir_for(cfg)
     _check_same_run(cfg, run_dir)
     done = read_result(run_dir)
@@ -156,13 +159,12 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     trainer, ckpt = build_trainer(cfg, run_dir, steps)
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended before the epoch.*")
-        warnings.filterwarnings("ignore", message=".*infinite.*")
-        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
-        if not module.last_val or module.last_val.get("step") != trainer.global_step:
-            trainer.validate(module, datamodule=dm, verbose=False)
+    if resume is None and cfg.train.validate_at_start:
+        trainer.validate(module, datamodule=dm, verbose=False)
+        module.initial_val = dict(module.last_val)
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    if not module.last_val or module.last_val.get("step") != trainer.global_step:
+        trainer.validate(module, datamodule=dm, verbose=False)
     result = make_result(module, cfg, run_dir, trainer.global_step, dm)
     result["segment_wall_time_s"] = time.perf_counter() - started
     if trainer.is_global_zero:

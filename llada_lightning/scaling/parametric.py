@@ -1,0 +1,213 @@
+"""Chinchilla Approach 3: the parametric law `L(N, D) = E + A / N^alpha + B / D^beta` (SPEC 6).
+
+Fitted exactly as Hoffmann et al. 2022 (App. D.2) with the correction of Besiroglu et al. 2024 (Epoch AI):
+parameters `theta = (a, b, e, alpha, beta)` with `a = log A, b = log B, e = log E` (natural logs);
+prediction `log L_hat = LSE(a - alpha log N, b - beta log D, e)`; objective = Huber(delta = 1e-3) of
+`log L_hat - log L`, SUMMED over points (the mean makes the gradient so small that L-BFGS meets its default
+tolerance before converging: the error in the original fit); scipy L-BFGS-B from the full grid of starts
+alpha, beta in {0, .5, 1, 1.5, 2}, e in {-1, -.5, 0, .5, 1}, a, b in {0, 5, ..., 25}; the best finite result wins.
+scipy's "ABNORMAL_TERMINATION_IN_LNSRCH" (precision loss) at the optimum is not treated as a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize
+
+HUBER_DELTA = 1e-3  # Hoffmann et al. 2022, App. D.2
+
+# The start grid of Hoffmann et al. 2022 (App. D.2), reused by Besiroglu et al. 2024: 5 * 5 * 5 * 6 * 6 = 4500.
+GRID_ALPHA = (0.0, 0.5, 1.0, 1.5, 2.0)
+GRID_BETA = (0.0, 0.5, 1.0, 1.5, 2.0)
+GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
+GRID_A = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+GRID_B = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
+
+PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # order of theta
+
+
+def start_grid() -> np.ndarray:
+    """The full grid of starts as rows of theta = (a, b, e, alpha, beta): 4500 rows."""
+    rows = itertools.product(GRID_A, GRID_B, GRID_E, GRID_ALPHA, GRID_BETA)
+    return np.array(list(rows), dtype=np.float64)
+
+
+def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
+    """Huber loss: r^2 / 2 for |r| <= delta, delta (|r| - delta / 2) beyond (as scipy.special.huber)."""
+    ar = np.abs(r)
+    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
+
+
+def log_predict(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:
+    """log L_hat = LSE(a - alpha log N, b - beta log D, e), computed stably."""
+    a, b, e, alpha, beta = theta
+    t1 = a - alpha * log_n
+    t2 = b - beta * log_d
+    m = np.maximum(np.maximum(t1, t2), e)
+    return m + np.log(np.exp(t1 - m) + np.exp(t2 - m) + np.exp(e - m))
+
+
+def parametric_objective(
+    theta: np.ndarray,
+    log_n: np.ndarray,
+    log_d: np.ndarray,
+    log_loss: np.ndarray,
+    *,
+    delta: float = HUBER_DELTA,
+    reduction: str = "sum",
+) -> tuple[float, np.ndarray]:
+    """Huber objective of Approach 3 and its analytic gradient with respect to theta = (a, b, e, alpha, beta).
+
+    `reduction="sum"` is the specified objective; `"mean"` (divide by the number of points) is offered only to
+    show why it is wrong: same minimiser, but gradients n times smaller, so L-BFGS-B stops early.
+    Inputs are natural logs of N, D and the loss.
+    """
+    a, b, e, alpha, beta = theta
+    t1 = a - alpha * log_n
+    t2 = b - beta * log_d
+    m = np.maximum(np.maximum(t1, t2), e)
+    x1, x2, x3 = np.exp(t1 - m), np.exp(t2 - m), np.exp(e - m)
+    s = x1 + x2 + x3
+    r = m + np.log(s) - log_loss
+    ar = np.abs(r)
+    inner = ar <= delta
+    value = float(np.sum(np.where(inner, 0.5 * r * r, delta * (ar - 0.5 * delta))))
+    dr = np.clip(r, -delta, delta) / s  # dHuber/dr times the softmax normaliser
+    g1, g2 = dr * x1, dr * x2  # dHuber/dt1, dHuber/dt2
+    grad = np.array(
+        [g1.sum(), g2.sum(), float(np.sum(dr * x3)), -float(g1 @ log_n), -float(g2 @ log_d)], dtype=np.float64
+    )
+    if reduction == "mean":
+        n = len(log_loss)
+        return value / n, grad / n
+    if reduction != "sum":
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+    return value, grad
+
+
+@dataclass
+class ParametricFit:
+    """Fitted `L(N, D) = E + A / N^alpha + B / D^beta` (natural-log parameters a, b, e kept as fitted)."""
+
+    a: float
+    b: float
+    e: float
+    alpha: float
+    beta: float
+    objective: float  # summed Huber at the optimum (in the reduction used)
+    n_points: int
+    n_starts: int
+    n_finite: int  # starts that ended on a finite objective
+    best_start: tuple[float, ...] = ()
+    n_iterations: int = 0
+    message: str = ""
+    reduction: str = "sum"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def A(self) -> float:  # noqa: N802 - the law's own symbol
+        return float(np.exp(self.a))
+
+    @property
+    def B(self) -> float:  # noqa: N802
+        return float(np.exp(self.b))
+
+    @property
+    def E(self) -> float:  # noqa: N802
+        return float(np.exp(self.e))
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.array([self.a, self.b, self.e, self.alpha, self.beta])
+
+    def predict(self, n_params, n_tokens) -> np.ndarray:
+        """Predicted loss at (N, D)."""
+        log_n = np.log(np.asarray(n_params, dtype=np.float64))
+        log_d = np.log(np.asarray(n_tokens, dtype=np.float64))
+        return np.exp(log_predict(self.theta, log_n, log_d))
+
+    def optimal_allocation(self, compute) -> tuple[np.ndarray, np.ndarray]:
+        """Compute-optimal (N, D) under C = 6 N D (Hoffmann et al. 2022, eq. 4): N_opt = G (C/6)^a, D_opt = (C/6)^b / G.
+
+        With a = beta / (alpha + beta), b = alpha / (alpha + beta), G = (alpha A / (beta B))^(1 / (alpha + beta)).
+        """
+        c6 = np.asarray(compute, dtype=np.float64) / 6.0
+        s = self.alpha + self.beta
+        log_g = (np.log(self.alpha) + self.a - np.log(self.beta) - self.b) / s
+        n_opt = np.exp(log_g + (self.beta / s) * np.log(c6))
+        return n_opt, c6 / n_opt
+
+    def params(self) -> dict[str, float]:
+        return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
+
+
+def _check_points(n_params, n_tokens, loss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = np.asarray(n_params, dtype=np.float64).ravel()
+    d = np.asarray(n_tokens, dtype=np.float64).ravel()
+    y = np.asarray(loss, dtype=np.float64).ravel()
+    if not (len(n) == len(d) == len(y)):
+        raise ValueError(f"n_params, n_tokens and loss differ in length ({len(n)}, {len(d)}, {len(y)})")
+    if len(y) < 5:
+        raise ValueError(f"the parametric law has 5 parameters; got only {len(y)} points")
+    bad = ~(np.isfinite(n) & np.isfinite(d) & np.isfinite(y) & (n > 0) & (d > 0) & (y > 0))
+    if bad.any():
+        raise ValueError(f"{int(bad.sum())} points have a non-finite or non-positive N, D or loss; drop them first")
+    return np.log(n), np.log(d), np.log(y)
+
+
+def fit_parametric(
+    n_params,
+    n_tokens,
+    loss,
+    *,
+    delta: float = HUBER_DELTA,
+    starts: np.ndarray | None = None,
+    reduction: str = "sum",
+    maxiter: int = 15000,
+) -> ParametricFit:
+    """Fit the Approach-3 law by L-BFGS-B from every start (default: the full 4500-start grid); keep the best.
+
+    `starts` (rows of theta = (a, b, e, alpha, beta)) replaces the grid, e.g. to warm-start bootstrap refits.
+    Raises ValueError if no start ends on a finite objective.
+    """
+    log_n, log_d, log_y = _check_points(n_params, n_tokens, loss)
+    grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    best = None
+    best_start = None
+    n_finite = 0
+    args = (log_n, log_d, log_y)
+    for x0 in grid:
+        res = _lbfgs(x0, args, delta, reduction, maxiter)
+        if not (np.isfinite(res.fun) and np.all(np.isfinite(res.x))):
+            continue
+        n_finite += 1
+        if best is None or res.fun < best.fun:
+            best, best_start = res, x0
+    if best is None:
+        raise ValueError(f"no start of the {len(grid)} ended on a finite objective; check the data")
+    a, b, e, alpha, beta = (float(v) for v in best.x)
+    return ParametricFit(
+        a=a,
+        b=b,
+        e=e,
+        alpha=alpha,
+        beta=beta,
+        objective=float(best.fun),
+        n_points=len(log_y),
+        n_starts=len(grid),
+        n_finite=n_finite,
+        best_start=tuple(float(v) for v in best_start),
+        n_iterations=int(best.nit),
+        message=str(best.message),
+        reduction=reduction,
+    )
+
+
+def _lbfgs(x0, args, delta, reduction, maxiter):
+    def fun(theta):
+        return parametric_objective(theta, *args, delta=delta, reduction=reduction)
+
+    return minimize(fun, x0, jac=True, method="L-BFGS-B", options={"maxiter": maxiter})

@@ -1,0 +1,155 @@
+"""`llada train` end to end on the embedded corpus: learning, result files, resume, refusal to mix runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from llada_lightning.config.compose import compose
+from llada_lightning.config.errors import ConfigError
+from llada_lightning.training.run import train
+
+TINY = ["model=cpu-0.4m", "data.seq_len=64", "train.batch_size=16", "train.progress_bar=false"]
+
+
+@pytest.mark.parametrize("objective", ["llada", "arm"])
+def test_tiny_model_lowers_validation_loss_within_a_minute(objective: str, tmp_path: Path) -> None:
+    cfg = compose(
+        [f"objective={objective}", *TINY, "train.max_steps=80", "train.validate_at_start=true", f"run_dir={tmp_path}"]
+    )
+    started = time.perf_counter()
+    result = train(cfg)
+    elapsed = time.perf_counter() - started
+    assert elapsed < 60, f"{objective} took {elapsed:.0f}s"
+    assert result["status"] == "done" and result["steps"] == 80
+    # a uniform guess over 4096 tokens scores ln 4096 = 8.32 nats; 80 steps must clearly beat the untrained model
+    assert result["val_loss_initial"] > 7.5
+    assert result["val_loss"] < result["val_loss_initial"] - 1.5
+    assert result["val_loss_kind"] == ("elbo" if objective == "llada" else "nll")
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["val_loss"] == result["val_loss"]
+    for key in (
+        "objective",
+        "model",
+        "N_nonemb",
+        "N_total",
+        "tokens",
+        "flops_6N",
+        "flops_full",
+        "val_bpb",
+        "steps",
+        "wall_time_s",
+        "status",
+    ):
+        assert key in on_disk
+    assert on_disk["tokens"] == 80 * 16 * 64
+    assert on_disk["flops_6N"] == pytest.approx(6 * on_disk["N_nonemb"] * on_disk["tokens"])
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_finished_run_is_not_trained_again(tmp_path: Path, capsys) -> None:
+    cfg = compose(["objective=arm", *TINY, "train.max_steps=4", f"run_dir={tmp_path}"])
+    first = train(cfg)
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    stamp = ckpt.stat().st_mtime_ns
+    again = train(cfg)
+    assert again == json.loads((tmp_path / "result.json").read_text()) and again["val_loss"] == first["val_loss"]
+    assert ckpt.stat().st_mtime_ns == stamp
+    assert "already done" in capsys.readouterr().out
+
+
+def test_run_dir_of_another_config_is_refused_and_kept(tmp_path: Path) -> None:
+    train(compose(["objective=arm", *TINY, "train.max_steps=2", f"run_dir={tmp_path}"]))
+    before = (tmp_path / "result.json").read_text()
+    with pytest.raises(ConfigError, match="different config.*train.lr"):
+        train(compose(["objective=arm", *TINY, "train.max_steps=2", "train.lr=0.5", f"run_dir={tmp_path}"]))
+    assert (tmp_path / "result.json").read_text() == before
+
+
+def _weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return ckpt["state_dict"]
+
+
+def _llada_train(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "llada_lightning.cli", "train", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path) -> None:
+    args = [
+        "objective=llada",
+        "model=cpu-0.1m",
+        "data.seq_len=64",
+        "train.batch_size=8",
+        "train.max_steps=60",
+        "train.ckpt_every_n_steps=10",
+        "train.val_every_n_steps=30",
+        "train.accumulate_grad_batches=2",
+        "objective.random_length_prob=0.2",
+        "train.progress_bar=false",
+    ]
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    proc = _llada_train([*args, f"run_dir={reference}"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+
+    proc = _llada_train([*args, f"run_dir={killed}"])
+    ckpt = killed / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # wait for a mid-training checkpoint (step 20 or later), then SIGKILL
+        if ckpt.is_file():
+            step = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+            if step >= 20:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = torch.load(ckpt, map_location="cpu", weights_only=False)["global_step"]
+    assert 20 <= killed_at < 60 and not (killed / "result.json").exists()
+
+    proc = _llada_train([*args, f"run_dir={killed}"])
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+    assert "step 10/60 " not in out and "step 60/60 " in out  # it resumed: the early steps were not redone
+    ref, res = _weights(reference), _weights(killed)
+    assert ref.keys() == res.keys()
+    for name in ref:
+        assert torch.equal(ref[name], res[name]), name
+    a = json.loads((reference / "result.json").read_text())
+    b = json.loads((killed / "result.json").read_text())
+    assert a["val_loss"] == b["val_loss"] and a["steps"] == b["steps"] == 60
+
+
+def test_loss_guard_stops_on_nan_and_keeps_the_checkpoint(tmp_path: Path) -> None:
+    args = [
+        "objective=arm",
+        *TINY,
+        "train.max_steps=40",
+        "train.ckpt_every_n_steps=2",
+        "train.lr=1e6",
+        "train.grad_clip=0",
+        "train.warmup_fraction=0",
+        f"run_dir={tmp_path}",
+    ]
+    proc = _llada_train(args)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 3, out
+    assert "resume it with a lower train.lr" in out
+    assert not (tmp_path / "result.json").exists()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
