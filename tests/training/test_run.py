@@ -102,7 +102,8 @@ def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path
         "train.val_every_n_steps=30",
         "train.accumulate_grad_batches=2",
         "objective.random_length_prob=0.2",
-        "train.progress_bar=false",
+        "train.progress_bar=true",
+        "train.log_every_n_steps=10",
     ]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
     proc = _llada_train([*args, f"run_dir={reference}"])
@@ -126,7 +127,8 @@ def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path
     proc = _llada_train([*args, f"run_dir={killed}"])
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
-    assert "step 10/60 " not in out and "step 60/60 " in out  # it resumed: the early steps were not redone
+    assert "Restoring states from the checkpoint" in out
+    assert "step 10/60 " not in out and "step 60/60 " in out, out  # it resumed: the early steps were not redone
     ref, res = _weights(reference), _weights(killed)
     assert ref.keys() == res.keys()
     for name in ref:

@@ -1,0 +1,74 @@
+"""Calling "any callable that returns logits", classifier-free guidance, and prompt checks shared by the
+diffusion sampler, the ARM sampler and the likelihood estimators.
+
+A model is any callable `model(input_ids [B, T]) -> logits [B, T, V]` (or an object with `.logits`, as
+Hugging Face models return). `attention_mask` (and `cache`) are passed as keywords only when they are not
+None, so a callable that accepts only `input_ids` works whenever no padding mask (and no cache) is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+Model = Callable[..., Any]
+
+
+def call_model(model: Model, input_ids: Tensor, attention_mask: Tensor | None = None, cache: Any = None) -> Tensor:
+    """logits [B, T, V] of `model` on `input_ids`; keywords only when given; unwraps a `.logits` attribute."""
+    kwargs: dict[str, Any] = {}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if cache is not None:
+        kwargs["cache"] = cache
+    out = model(input_ids, **kwargs)
+    return out.logits if hasattr(out, "logits") else out
+
+
+def guided_logits(
+    model: Model,
+    input_ids: Tensor,
+    attention_mask: Tensor | None,
+    prompt_positions: Tensor,
+    cfg_scale: float,
+    mask_id: int,
+    cache: Any = None,
+) -> Tensor:
+    """Logits with unsupervised classifier-free guidance (LLaDA `generate.py`, Nie et al. 2025 App. B):
+
+    `un + (cfg_scale + 1) * (cond - un)`, where `un` is the pass with the prompt tokens (`prompt_positions`,
+    bool [B, T]) replaced by `mask_id`. The two passes run as one batch [cond; un]; the attention mask (if
+    any) is concatenated the same way. `cfg_scale == 0`: a single plain pass.
+    """
+    if cfg_scale == 0:
+        return call_model(model, input_ids, attention_mask, cache)
+    uncond = input_ids.masked_fill(prompt_positions, mask_id)
+    both = torch.cat((input_ids, uncond), dim=0)
+    both_mask = None if attention_mask is None else torch.cat((attention_mask, attention_mask), dim=0)
+    cond_logits, un_logits = call_model(model, both, both_mask, cache).chunk(2, dim=0)
+    return un_logits + (cfg_scale + 1.0) * (cond_logits - un_logits)
+
+
+def check_prompt(prompt_ids: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """Validate a prompt batch: [B, P] (a 1-D prompt becomes [1, P]), integer ids, and a LEFT-padded
+    attention mask of the same shape (generated tokens follow the last prompt position directly)."""
+    if prompt_ids.dim() == 1:
+        prompt_ids = prompt_ids[None]
+        attention_mask = None if attention_mask is None else attention_mask.reshape(1, -1)
+    if prompt_ids.dim() != 2:
+        raise ValueError(f"prompt_ids must be [batch, prompt_len], got shape {tuple(prompt_ids.shape)}")
+    if prompt_ids.dtype.is_floating_point or prompt_ids.dtype == torch.bool:
+        raise ValueError(f"prompt_ids must hold integer token ids, got dtype {prompt_ids.dtype}")
+    if attention_mask is None:
+        return prompt_ids, None
+    if attention_mask.shape != prompt_ids.shape:
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} != prompt_ids shape {tuple(prompt_ids.shape)}"
+        )
+    mask = attention_mask.bool()
+    if (mask[:, :-1] & ~mask[:, 1:]).any():
+        raise ValueError("prompts must be left-padded: attention_mask may not have a 0 after a 1 in a row")
+    return prompt_ids, mask

@@ -1,0 +1,217 @@
+"""LLaDA's reverse process (Nie et al. 2025, Alg. 4-5; `generate.py` of ML-GSAI/LLaDA), vectorised over the batch.
+
+    x = prompt + gen_length masks; blocks of block_length filled left to right, steps / num_blocks steps each
+    per block: n[b, i] = masked_in_block[b] // steps_per_block, +1 for the first (masked % steps) steps
+    per step:  logits of all positions (optionally with CFG); candidate x0 = argmax(logits / T + Gumbel)
+               (float64; T = 0: argmax); confidence = softmax(logits)[x0] (low_confidence) or U(0, 1) (random);
+               the n[b, i] most confident still-masked positions of the current block are committed
+
+Differences from the reference code, all deliberate:
+- the top-n commit is one sort for the whole batch (reference: a Python loop over rows);
+- left-padded batches with an attention mask; padding never changes; only mask tokens inside the generated
+  region are candidates (a prompt may itself contain the mask id and it stays untouched);
+- CFG concatenates the attention mask too, so it works with and without one;
+- when `mask_id` is a column of the head (mask token inside the vocabulary), that column is set to -inf:
+  committing the mask token would leave a position masked while counting it as done;
+- `eos_id` + `fill_after_eos=True`: see `generate`;
+- `prompt_cache=True`: Fast-dLLM's prefix KV cache (approximate, opt-in; see `generate`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Generator, Tensor
+
+from llada_lightning.sampling.common import Model, check_prompt, guided_logits
+
+REMASKING = ("low_confidence", "random")
+
+
+class GenerationOutput(NamedTuple):
+    """`sequences` [B, P + G]; `commit_step` [B, P + G]: the 0-based global step at which each generated
+    position was committed (-1 for prompt positions and for positions never committed)."""
+
+    sequences: Tensor
+    commit_step: Tensor
+
+
+def num_transfer_tokens(masked_count: Tensor, steps: int) -> Tensor:
+    """Tokens to commit at each of `steps` steps, per row: [B] counts -> [B, steps] (LLaDA
+    `get_num_transfer_tokens`; the linear schedule commits a constant expected number per step):
+    `count // steps` each, plus one for the first `count % steps` steps. Example: 7 over 3 -> [3, 2, 2]."""
+    base, remainder = masked_count // steps, masked_count % steps
+    step = torch.arange(steps, device=masked_count.device)
+    return base[:, None] + (step[None, :] < remainder[:, None]).long()
+
+
+def gumbel_argmax(logits: Tensor, temperature: float, generator: Generator | None = None) -> Tensor:
+    """A sample of softmax(logits / T) per position via Gumbel-max in float64 (LLaDA `add_gumbel_noise`:
+    argmax exp(logits) / (-log U)^T == argmax logits / T - log(-log U)); float64 because low-precision
+    Gumbel noise degrades generation (Zheng et al. 2024, arXiv 2409.02908). T = 0: plain argmax."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    u = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    return (logits.double() / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
+
+
+def select_top(confidence: Tensor, n: Tensor) -> Tensor:
+    """bool [B, N]: the `n[b]` highest confidences of each row, for all rows at once (one stable sort, ties to
+    the lower index). Rows with fewer finite entries than n[b] also select -inf entries: AND with the
+    candidates."""
+    b, length = confidence.shape
+    order = confidence.argsort(dim=1, descending=True, stable=True)
+    ranks = torch.empty_like(order).scatter_(1, order, torch.arange(length, device=order.device).expand(b, length))
+    return ranks < n[:, None]
+
+
+@torch.no_grad()
+def generate(
+    model: Model,
+    prompt_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    *,
+    gen_length: int,
+    steps: int,
+    block_length: int,
+    temperature: float = 0.0,
+    cfg_scale: float = 0.0,
+    remasking: str = "low_confidence",
+    mask_id: int,
+    eos_id: int | None = None,
+    fill_after_eos: bool = False,
+    prompt_cache: bool = False,
+    generator: Generator | None = None,
+    return_history: bool = False,
+) -> Tensor | GenerationOutput:
+    """Generate `gen_length` tokens after each (left-padded) prompt with LLaDA's reverse process.
+
+    Args:
+        model: any callable `(input_ids [B, T], attention_mask=[B, T]) -> logits [B, T, V]` (or an output with
+            `.logits`); `attention_mask` is passed as a keyword only when not None.
+        prompt_ids: [B, P] (or [P]) token ids, left-padded when `attention_mask` is given.
+        attention_mask: None or [B, P], 1 = real token; padding stays padding and is hidden from every query.
+        gen_length, steps, block_length: `gen_length % block_length == 0` and `steps % num_blocks == 0`.
+        temperature: 0 = greedy; > 0 = Gumbel-max sampling from softmax(logits / temperature).
+        cfg_scale: unsupervised classifier-free guidance scale (0 = off, one forward per step).
+        remasking: "low_confidence" (commit the most probable candidates) or "random".
+        mask_id: the mask token fed to the model.
+        eos_id, fill_after_eos: with both set, as soon as a row has committed `eos_id` anywhere in its generated
+            region, every still-masked position after its first EOS is set to `eos_id` in the same step
+            (recorded as committed at that step). Those positions cost no further transfer budget, and once
+            every row's current block is complete the remaining steps of the block, and whole later blocks,
+            are skipped without calling the model (LLaDA pads SFT answers with EOS, so after an EOS only EOS
+            follows). `eos_id` alone changes nothing.
+        prompt_cache: Fast-dLLM's prefix cache: at the first step of each block one full forward fills a KV cache
+            whose first `P + block_start` positions (prompt + finished blocks) are then frozen; the other steps
+            of the block run only the current block and the tokens after it, attending to the frozen prefix.
+            Approximate for a bidirectional model (the prefix's keys/values do not see this block's new
+            tokens); the first step of each block is exact. Needs a model with `new_kv_cache()` and a `cache`
+            keyword (`llada_lightning.models.Transformer`); raises ValueError otherwise.
+        generator: the source of all randomness (Gumbel noise, random remasking) for reproducible sampling.
+        return_history: also return the step at which each position was committed (`GenerationOutput`).
+
+    Returns:
+        [B, P + gen_length] token ids, or `GenerationOutput(sequences, commit_step)` with `return_history`.
+    """
+    prompt_ids, prompt_mask = check_prompt(prompt_ids, attention_mask)
+    num_blocks, steps_per_block = _check_args(
+        gen_length, steps, block_length, temperature, remasking, eos_id, fill_after_eos
+    )
+    if prompt_cache and not callable(getattr(model, "new_kv_cache", None)):
+        raise ValueError(
+            "prompt_cache=True needs a model with KV-cache support (a llada_lightning.models.Transformer: "
+            f"`new_kv_cache()` and a `cache=` keyword); got {type(model).__name__}"
+        )
+    batch, prompt_len = prompt_ids.shape
+    device = prompt_ids.device
+    x = torch.cat((prompt_ids, prompt_ids.new_full((batch, gen_length), mask_id)), dim=1)
+    full_mask = None
+    if prompt_mask is not None:
+        full_mask = torch.cat((prompt_mask, prompt_mask.new_ones(batch, gen_length)), dim=1)
+    # CFG's unconditional pass masks the real prompt tokens (padding stays padding)
+    prompt_positions = torch.zeros_like(x, dtype=torch.bool)
+    prompt_positions[:, :prompt_len] = True if prompt_mask is None else prompt_mask
+    commit_step = torch.full_like(x, -1)
+
+    for block in range(num_blocks):
+        start = prompt_len + block * block_length
+        end = start + block_length
+        schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), steps_per_block)
+        cache = None
+        for i in range(steps_per_block):
+            candidates = x[:, start:end] == mask_id
+            if not candidates.any():
+                break  # the block is complete (possible with fill_after_eos): no model call
+            if prompt_cache and cache is not None:  # reuse the frozen prefix: run the block and what follows
+                mask = None if full_mask is None else full_mask[:, start:]
+                logits = guided_logits(
+                    model, x[:, start:], mask, prompt_positions[:, start:], cfg_scale, mask_id, cache
+                )[:, :block_length]
+            else:
+                if prompt_cache:
+                    cache = model.new_kv_cache()
+                logits = guided_logits(model, x, full_mask, prompt_positions, cfg_scale, mask_id, cache)
+                logits = logits[:, start:end]
+                if cache is not None:
+                    cache.crop(start).freeze()
+            if mask_id < logits.shape[-1]:  # never commit the mask token itself
+                logits = logits.clone()
+                logits[..., mask_id] = float("-inf")
+            x0 = gumbel_argmax(logits, temperature, generator)
+            if remasking == "low_confidence":
+                probs = torch.softmax(logits.double(), dim=-1)
+                confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
+            else:
+                confidence = torch.rand(x0.shape, dtype=torch.float64, device=device, generator=generator)
+            confidence = confidence.masked_fill(~candidates, float("-inf"))
+            commit = select_top(confidence, schedule[:, i]) & candidates
+            step = block * steps_per_block + i
+            x[:, start:end] = torch.where(commit, x0, x[:, start:end])
+            commit_step[:, start:end] = commit_step[:, start:end].masked_fill(commit, step)
+            if fill_after_eos:
+                _fill_after_eos(x, commit_step, prompt_len, eos_id, mask_id, step)
+
+    return GenerationOutput(x, commit_step) if return_history else x
+
+
+def _fill_after_eos(x: Tensor, commit_step: Tensor, prompt_len: int, eos_id: int, mask_id: int, step: int) -> None:
+    """In place: masked generated positions after a row's first committed EOS become EOS (committed at `step`)."""
+    generated = x[:, prompt_len:]
+    after_eos = (generated == eos_id).long().cumsum(dim=1) > 0
+    after_eos[:, 1:] = after_eos[:, :-1].clone()
+    after_eos[:, 0] = False
+    fill = after_eos & (generated == mask_id)
+    x[:, prompt_len:] = generated.masked_fill(fill, eos_id)
+    commit_step[:, prompt_len:] = commit_step[:, prompt_len:].masked_fill(fill, step)
+
+
+def _check_args(
+    gen_length: int,
+    steps: int,
+    block_length: int,
+    temperature: float,
+    remasking: str,
+    eos_id: int | None,
+    fill_after_eos: bool,
+) -> tuple[int, int]:
+    """(num_blocks, steps_per_block), or a ValueError naming the offending numbers."""
+    for name, value in (("gen_length", gen_length), ("steps", steps), ("block_length", block_length)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if gen_length % block_length:
+        raise ValueError(f"gen_length={gen_length} must be divisible by block_length={block_length}")
+    num_blocks = gen_length // block_length
+    if steps % num_blocks:
+        raise ValueError(
+            f"steps={steps} must be divisible by the number of blocks "
+            f"gen_length/block_length={gen_length}/{block_length}={num_blocks}"
+        )
+    if remasking not in REMASKING:
+        raise ValueError(f"unknown remasking strategy {remasking!r}; valid: {', '.join(REMASKING)}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if fill_after_eos and eos_id is None:
+        raise ValueError("fill_after_eos=True needs eos_id")
+    return num_blocks, steps // num_blocks
