@@ -40,7 +40,7 @@ def lightning_segment(overrides: list[str], steps: int, root: Path) -> list[floa
     L.seed_everything(cfg.train.seed, verbose=False)
     dm = LMDataModule(cfg.data, batch_size=cfg.train.batch_size, seed=cfg.train.seed, val_batches=1)
     module = build_module(cfg)
-    trainer, _ = build_trainer(cfg, root / "lightning", steps)
+    trainer, _, _ = build_trainer(cfg, root / "lightning", steps)
     timer = StepTimer()
     trainer.callbacks.append(timer)  # type: ignore[attr-defined]
     trainer.fit(module, datamodule=dm)

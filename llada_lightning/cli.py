@@ -17,6 +17,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from llada_lightning.training.run import train
 
     result = train(cfg)
+    if result.get("status") != "done":
+        print(
+            f"{result['status']} at step {result.get('steps')}: {result.get('message', '')}; "
+            f"rerun the same command to resume from {result['run_dir']}/checkpoints/last.ckpt"
+        )
+        return 75  # EX_TEMPFAIL: not finished, resumable
     print(
         f"{result['objective']} {result['model']}: val_loss {result['val_loss']:.4f} "
         f"val_bpb {result['val_bpb']:.4f} after {result['steps']} steps -> {result['run_dir']}"
@@ -56,6 +62,28 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from llada_lightning import sweep
+
+    if args.sweep_command == "launch":
+        report = sweep.launch(
+            args.spec, executor=args.executor, dry_run=args.dry_run, overrides=args.overrides, wait=args.wait
+        )
+        if args.wait and not args.dry_run:
+            states = sweep.statuses(report.runs)
+            failed = [r.name for r in report.runs if states[r.signature].state != "done"]
+            if failed:
+                print(f"not done: {', '.join(failed)}", file=sys.stderr)
+                return 1
+    elif args.sweep_command == "status":
+        sweep.status_table(args.spec, args.overrides)
+    elif args.sweep_command == "cancel":
+        sweep.cancel(args.spec, args.filter or "", args.overrides)
+    elif args.sweep_command == "logs":
+        sweep.logs(args.run, root=args.root, lines=args.lines)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llada", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prefix", default="", help="only sizes whose name starts with this (cpu-, smdm-)")
     p.add_argument("--seq-len", type=int, default=None, help="context for the FLOP columns (default: max)")
     p.set_defaults(func=_cmd_ladder)
+    p = sub.add_parser("sweep", help="grids of runs on Slurm or this machine: launch, status, cancel, logs")
+    sweep_sub = p.add_subparsers(dest="sweep_command", required=True)
+    q = sweep_sub.add_parser("launch", help="submit the runs that are neither done nor queued/running")
+    q.add_argument("spec", help="a sweep spec: path, or name in configs/sweep/")
+    q.add_argument("--executor", choices=["slurm", "local", "debug"], default=None)
+    q.add_argument("--dry-run", action="store_true", help="print each run, its action and the total compute")
+    q.add_argument("--wait", action="store_true", help="block until every submitted run has finished")
+    q.add_argument("overrides", nargs="*", help="overrides for every run; name=/root=/cluster= for the sweep")
+    q = sweep_sub.add_parser("status", help="a table of every run: state, step, latest val loss, job, log")
+    q.add_argument("spec")
+    q.add_argument("overrides", nargs="*")
+    q = sweep_sub.add_parser("cancel", help="cancel active runs whose name or signature contains FILTER")
+    q.add_argument("spec")
+    q.add_argument("filter", nargs="?", default="")
+    q.add_argument("overrides", nargs="*")
+    q = sweep_sub.add_parser("logs", help="the log of one run (directory, signature or name)")
+    q.add_argument("run")
+    q.add_argument("--root", default="runs/sweeps")
+    q.add_argument("--lines", type=int, default=40)
+    p.set_defaults(func=_cmd_sweep)
     p = sub.add_parser("demo", help="the main job: a tiny LLaDA and a tiny ARM on the embedded corpus")
     p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
     p.add_argument("--runs-root", default="runs/demo")

@@ -5,7 +5,7 @@ Both are fitted by least squares on log L, so each point weighs by its relative 
 The power law is a straight line in log-log space (closed form). With E the problem is non-linear and
 E is bounded to [0, min L): the fit runs scipy's bounded trust-region least squares in (log A', alpha, E),
 where A' = A C_ref^-alpha is the amplitude at C_ref = geometric mean of C (keeps the problem well scaled:
-log A itself is ~ alpha * 40 for C ~ 1e18), from a grid of starts, and keeps the best.
+log A itself is ~ alpha * 40 for C ~ 1e18), from a grid of starts (stopping once 3 agree), keeping the best.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
-ALPHA_STARTS = (0.03, 0.1, 0.3, 1.0)
-E_FRACTION_STARTS = (0.0, 0.5, 0.9)  # E start as a fraction of min(loss)
+ALPHA_STARTS = (0.1, 0.03, 0.3, 1.0)
+E_FRACTION_STARTS = (0.5, 0.0, 0.9)  # E start as a fraction of min(loss)
 ALPHA_MAX = 5.0
+AGREE = 3  # stop once this many starts end on the same minimum (relative 1e-9): the usual case, ~4x faster
 
 
 @dataclass
@@ -97,7 +98,13 @@ def fit_frontier(compute, loss, irreducible: bool = True) -> Frontier:
 
     upper_e = y_min * (1 - 1e-9)
     best = None
-    for alpha0, frac in itertools.product(ALPHA_STARTS, E_FRACTION_STARTS):
+    agree = 0
+    # alternate E and alpha starts so that the first few starts are already spread out
+    starts = sorted(
+        itertools.product(ALPHA_STARTS, E_FRACTION_STARTS),
+        key=lambda s: E_FRACTION_STARTS.index(s[1]) + ALPHA_STARTS.index(s[0]),
+    )
+    for alpha0, frac in starts:
         e0 = frac * y_min
         excess = np.maximum(y - e0, 1e-12 * y_min)
         log_a0 = float(np.mean(np.log(excess) + alpha0 * x))  # amplitude matching the data at this alpha and E
@@ -112,8 +119,16 @@ def fit_frontier(compute, loss, irreducible: bool = True) -> Frontier:
             ftol=1e-12,
             gtol=1e-12,
         )
-        if np.isfinite(res.cost) and (best is None or res.cost < best.cost):
+        if not np.isfinite(res.cost):
+            continue
+        if best is not None and abs(res.cost - best.cost) <= 1e-9 * best.cost + 1e-20:
+            agree += 1
+        elif best is None or res.cost < best.cost:
+            agree = 1
+        if best is None or res.cost < best.cost:
             best = res
+        if agree >= AGREE:
+            break
     if best is None:
         raise ValueError("no start of the frontier fit ended on a finite residual; check the data")
     log_a, alpha, e = (float(v) for v in best.x)

@@ -8,8 +8,9 @@ Judgement calls, all reported in the output:
   the pure power law otherwise;
 - bootstrap resamples are stratified by (objective, budget), so every refit sees every budget; a refit keeps the
   full-data choices (frontier source and form) so the interval measures noise, not a change of method;
-- parametric bootstrap refits start from the full-data optimum plus a coarse sub-grid of the specified starts
-  (the full 4500-start grid per refit is available with `bootstrap_parametric_grid=True`).
+- parametric bootstrap refits start from the full-data optimum (`parametric_refit="warm"`, with the tight L-BFGS-B
+  tolerances of parametric.py: their 95% intervals covered the truth in 59 of 60 parameter checks on synthetic
+  data), or from it plus a coarse sub-grid of the specified starts ("coarse"), or from the full grid ("grid").
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings)
     return out, (source, irreducible, fr)
 
 
-def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, full_grid_refits, warnings) -> dict:
+def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, refit, warnings) -> dict:
     ok = np.isfinite(p.N) & np.isfinite(p.D) & np.isfinite(p.loss) & (p.N > 0) & (p.D > 0)
     if ok.sum() < MIN_PARAMETRIC_POINTS:
         msg = f"only {int(ok.sum())} points with N and D; the 5-parameter law needs >= {MIN_PARAMETRIC_POINTS}"
@@ -208,7 +209,7 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, f
         "a_implied": fit.beta / (fit.alpha + fit.beta),  # N_opt ~ C^a from the law itself
     }
     if n_bootstrap > 0:
-        refit_starts = None if full_grid_refits else np.vstack([fit.theta, COARSE_STARTS])
+        refit_starts = {"warm": fit.theta, "coarse": np.vstack([fit.theta, COARSE_STARTS]), "grid": None}[refit]
         res = bootstrap(
             lambda n, d, y: fit_parametric(n, d, y, starts=refit_starts).params(),
             (n, d, y),
@@ -222,7 +223,7 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, f
             "n_ok": res.n_ok,
             "n_failed": res.n_failed,
             "failures": res.failures,
-            "refit_starts": "full grid" if full_grid_refits else f"optimum + {len(COARSE_STARTS)} coarse grid starts",
+            "refit_starts": refit,
         }
     return out
 
@@ -288,18 +289,21 @@ def fit_study(
     parametric: bool = True,
     parametric_starts: np.ndarray | None = None,
     parametric_workers: int = 1,
-    bootstrap_parametric_grid: bool = False,
+    parametric_refit: str = "warm",
     compute=None,
 ) -> dict:
     """Fit everything the table supports, per objective, and compare `mdm` with `arm` when both are present.
 
     `frontier`: "auto" | "irreducible" (E + A C^-alpha) | "power" (E = 0). `parametric_starts` replaces the full
-    start grid of the main parametric fit (None = the specified 4500 starts). `compute`: extra C values at which to
+    start grid of the main parametric fit (None = the specified 4500 starts); `parametric_refit` ("warm", "coarse",
+    "grid") the starts of its bootstrap refits. `compute`: extra C values at which to
     report k(C) and N*_MDM / N*_ARM (the sweep's own budgets are always included).
     Returns a JSON-serialisable dict (NaN and inf become None).
     """
     if frontier not in ("auto", "irreducible", "power"):
         raise ValueError(f"frontier must be 'auto', 'irreducible' or 'power', got {frontier!r}")
+    if parametric_refit not in ("warm", "coarse", "grid"):
+        raise ValueError(f"parametric_refit must be 'warm', 'coarse' or 'grid', got {parametric_refit!r}")
     warnings: list[str] = []
     usable = table.usable()
     excluded = table.excluded()
@@ -328,7 +332,7 @@ def fit_study(
             fronts[objective] = front
         if parametric:
             section["parametric"] = _section_parametric(
-                p, n_bootstrap, seed, level, parametric_starts, parametric_workers, bootstrap_parametric_grid, w
+                p, n_bootstrap, seed, level, parametric_starts, parametric_workers, parametric_refit, w
             )
         section["warnings"] = w
         warnings.extend(f"{objective}: {m}" for m in w)

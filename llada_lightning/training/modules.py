@@ -99,6 +99,10 @@ class BaseModule(L.LightningModule):
             metrics["perf/tokens_per_s"] = (step - self._last_log[1]) * self.tokens_per_step / max(dt, 1e-9)
         self._last_log = (now, step)
         metrics["lr"] = self.optimizers().param_groups[0]["lr"]  # type: ignore[union-attr]
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "samples_consumed_to_epochs"):
+            samples = step * self.tokens_per_step // self.cfg.data.seq_len
+            metrics["progress/data_epochs"] = float(datamodule.samples_consumed_to_epochs(samples))
         self.log_dict(metrics, on_step=True, logger=True)
 
     def progress_metrics(self, step: int) -> dict[str, float]:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, RichProgressBar
+
+from llada_lightning.io import atomic_write_json
 
 
 class LineProgress(Callback):
@@ -44,6 +47,35 @@ class LineProgress(Callback):
                 f"val/bpb {float(m['val/bpb']):.4f}",
                 flush=True,
             )
+
+
+class ProgressFile(Callback):
+    """`<run_dir>/progress.json`: step, total, latest losses; read by `llada sweep status` (rank 0, atomic)."""
+
+    def __init__(self, path: Path, every: int, total: int) -> None:
+        self.path = path
+        self.every = max(1, every)
+        self.total = total
+
+    def _write(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero:
+            return
+        m = trainer.callback_metrics
+        record = {"step": trainer.global_step, "total": self.total, "time": time.time()}
+        for key in ("train/loss", "val/loss", "val/bpb"):
+            if key in m:
+                record[key] = float(m[key])
+        atomic_write_json(self.path, record)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step % self.every == 0 and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            self._write(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._write(trainer)
 
 
 def progress_callback(enabled: bool, every: int, total: int) -> Callback | None:

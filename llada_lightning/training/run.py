@@ -24,11 +24,13 @@ from llada_lightning.data.datamodule import LMDataModule
 from llada_lightning.io import atomic_write_json, atomic_write_text, read_json
 from llada_lightning.training.checkpoint import AtomicCheckpoint
 from llada_lightning.training.modules import BaseModule, build_module
-from llada_lightning.training.progress import progress_callback
+from llada_lightning.training.preemption import PreemptionHandler
+from llada_lightning.training.progress import ProgressFile, progress_callback
 from llada_lightning.training.quiet import quiet_lightning
 
 RESULT = "result.json"
 CONFIG = "config.yaml"
+PROGRESS = "progress.json"
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -61,10 +63,11 @@ def _check_same_run(cfg: RunConfig, run_dir: Path) -> None:
         )
 
 
-def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer, AtomicCheckpoint]:
+def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer, AtomicCheckpoint, PreemptionHandler]:
     t = cfg.train
     ckpt = AtomicCheckpoint(run_dir / "checkpoints", t.ckpt_every_n_steps)
-    callbacks: list[Any] = [ckpt]
+    preemption = PreemptionHandler(ckpt)
+    callbacks: list[Any] = [ckpt, preemption, ProgressFile(run_dir / PROGRESS, t.log_every_n_steps, steps)]
     progress = progress_callback(t.progress_bar, t.log_every_n_steps, steps)
     rich = progress is not None and type(progress).__name__ == "RichProgressBar"
     if progress is not None:
@@ -101,7 +104,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
         default_root_dir=str(run_dir),
         plugins=plugins or None,
     )
-    return trainer, ckpt
+    return trainer, ckpt, preemption
 
 
 def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> dict[str, Any]:
@@ -156,13 +159,24 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
     )
     module = build_module(cfg)
-    trainer, ckpt = build_trainer(cfg, run_dir, steps)
+    trainer, ckpt, preemption = build_trainer(cfg, run_dir, steps)
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
     started = time.perf_counter()
     if resume is None and cfg.train.validate_at_start:
         trainer.validate(module, datamodule=dm, verbose=False)
         module.initial_val = dict(module.last_val)
-    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    preemption.install()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    finally:
+        preemption.uninstall()
+    if preemption.stopped:  # checkpoint saved at a step boundary; the next segment resumes from it
+        return {
+            "status": "preempted",
+            "steps": trainer.global_step,
+            "run_dir": str(run_dir),
+            "message": preemption.message,
+        }
     if not module.last_val or module.last_val.get("step") != trainer.global_step:
         trainer.validate(module, datamodule=dm, verbose=False)
     result = make_result(module, cfg, run_dir, trainer.global_step, dm)

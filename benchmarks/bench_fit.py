@@ -1,0 +1,69 @@
+"""Benchmark of the Approach-3 fit (SPEC 6): 250 synthetic points, the full 4500-start L-BFGS-B grid.
+
+Points are drawn from Chinchilla's law (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) at log-uniform
+N in [1e7, 1e11] and D in [1e8, 1e13], with multiplicative log-normal noise. Prints the wall time of each
+configuration and the recovered parameters against the truth. Target: under 2 minutes on 2 CPU cores.
+
+    python benchmarks/bench_fit.py [--points 250] [--noise 0.003] [--workers 1 2] [--scipy-defaults]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from llada_lightning.scaling import fit_parametric
+from llada_lightning.scaling.parametric import start_grid
+
+TRUTH = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}  # Hoffmann et al. 2022, eq. 10
+SCIPY_DEFAULTS = {"ftol": 2.220446049250313e-09, "gtol": 1e-05}  # scipy's L-BFGS-B defaults (factr = 1e7)
+
+
+def synthetic(n: int, noise: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    nn = 10 ** rng.uniform(7, 11, n)
+    dd = 10 ** rng.uniform(8, 13, n)
+    t = TRUTH
+    loss = (t["E"] + t["A"] / nn ** t["alpha"] + t["B"] / dd ** t["beta"]) * np.exp(rng.normal(0, noise, n))
+    return nn, dd, loss
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--points", type=int, default=250)
+    ap.add_argument("--noise", type=float, default=0.003, help="sd of log-normal noise on the loss")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--scipy-defaults", action="store_true", help="also run with scipy's default tolerances")
+    args = ap.parse_args()
+
+    nn, dd, loss = synthetic(args.points, args.noise, args.seed)
+    configs = [(f"workers={w}", {"workers": w}) for w in args.workers]
+    if args.scipy_defaults:
+        configs.append(("scipy default tol", {"workers": max(args.workers), "options": SCIPY_DEFAULTS}))
+    print(
+        f"{args.points} points, noise {args.noise}, {len(start_grid())} starts, "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}"
+    )
+    header = f"{'config':<20}{'wall s':>8}{'finite':>8}{'iters':>7}{'objective':>14}" + "".join(
+        f"{k:>10}" for k in TRUTH
+    )
+    print(header)
+    print(f"{'truth':<20}{'':>8}{'':>8}{'':>7}{'':>14}" + "".join(f"{v:>10.4g}" for v in TRUTH.values()))
+    for name, kwargs in configs:
+        start = time.perf_counter()
+        fit = fit_parametric(nn, dd, loss, **kwargs)
+        wall = time.perf_counter() - start
+        params = fit.params()
+        print(
+            f"{name:<20}{wall:>8.1f}{fit.n_finite:>8d}{fit.n_iterations:>7d}{fit.objective:>14.8g}"
+            + "".join(f"{params[k]:>10.4g}" for k in TRUTH)
+        )
+    print("rel. error of the last fit: " + ", ".join(f"{k} {params[k] / v - 1:+.2%}" for k, v in TRUTH.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""fit_study end to end on a synthetic ARM/MDM sweep whose exponents, k and optimal-size ratio are known."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from scaling_synth import A_OPT, BUDGETS, K_MDM, result_record, study_points, write_run
+
+from llada_lightning.scaling import collect, fit_study
+
+FEW_STARTS = [[a, b, 0.0, 0.5, 0.5] for a in (0, 10, 20) for b in (0, 10, 20)]  # 9 starts of the specified grid
+
+
+def write_study_sweep(root, rng):
+    for objective, c, n, d, loss in study_points(rng, sigma=0.002):
+        for i, (ci, ni, di, li) in enumerate(zip(c, n, d, loss, strict=True)):
+            write_run(root, f"{objective}/r{i:02d}", result_record(objective, ni, di, float(li), ci))
+
+
+def test_study_recovers_exponents_multiplier_and_size_ratio(tmp_path, rng):
+    write_study_sweep(tmp_path, rng)
+    # 99% intervals: the checks below amount to ~5 independent ones (k and the ratio at the 6 budgets each come
+    # from one pair of fits), so the family-wise miss rate of honest intervals stays near 5%.
+    study = fit_study(
+        collect(tmp_path, verbose=False), n_bootstrap=60, seed=0, level=0.99, parametric_starts=FEW_STARTS
+    )
+    json.dumps(study, allow_nan=False)  # JSON-serialisable as is
+    assert set(study["objectives"]) == {"arm", "llada"}
+    for objective in ("arm", "llada"):
+        sec = study["objectives"][objective]
+        iso, fr, par = sec["isoflop"], sec["frontier"], sec["parametric"]
+        assert len(iso["budgets_used"]) == len(BUDGETS)
+        lo, hi = iso["interval"]["a"]
+        assert lo <= A_OPT <= hi and lo <= iso["a"] <= hi, (objective, lo, hi)
+        assert abs(iso["a"] + iso["b"] - 1) < 1e-6  # D* ~ C / (6 N*), read off result.json's integer token counts
+        assert all(b["interior"] and b["log10_span"] > 0.99 for b in iso["budgets"])
+        assert fr["source"] == "isoflop_vertex" and fr["irreducible"]
+        lo, hi = fr["interval"]["alpha"]
+        assert lo <= fr["alpha"] <= hi and hi - lo < 0.2
+        assert abs(fr["holdout"]["rel_error"]) < 0.01  # the frontier predicts its largest budget
+        assert par["n_starts"] == len(FEW_STARTS) and par["bootstrap"]["n_ok"] + par["bootstrap"]["n_failed"] == 60
+        lo, hi = par["interval"]["alpha"]
+        assert lo <= par["alpha"] <= hi
+    cmp = study["comparison"]
+    np.testing.assert_allclose(cmp["compute"], BUDGETS)
+    k = np.array(cmp["k"])
+    k_lo, k_hi = (np.array(v) for v in cmp["interval"]["k"])
+    assert np.all(k_lo <= K_MDM) and np.all(k_hi >= K_MDM), (k_lo, k_hi)
+    assert np.all((k_lo <= k) & (k <= k_hi))
+    ratio_true = K_MDM**-A_OPT  # N*_MDM(C) = N*_ARM(C / 16)
+    r_lo, r_hi = (np.array(v) for v in cmp["interval"]["optimal_size_ratio"])
+    assert np.all(r_lo <= ratio_true) and np.all(ratio_true <= r_hi), (r_lo, r_hi)
+    np.testing.assert_allclose(cmp["optimal_size_ratio"], ratio_true, rtol=0.1)
+
+
+def test_study_without_bootstrap_or_second_objective(tmp_path, rng):
+    objective, c, n, d, loss = study_points(rng)[0]
+    for i, (ci, ni, di, li) in enumerate(zip(c, n, d, loss, strict=True)):
+        write_run(tmp_path, f"r{i:02d}", result_record(objective, ni, di, float(li), ci))
+    study = fit_study(collect(tmp_path, verbose=False), n_bootstrap=0, parametric=False, frontier="power")
+    assert "comparison" not in study and any("no comparison" in w for w in study["warnings"])
+    fr = study["objectives"]["arm"]["frontier"]
+    assert not fr["irreducible"] and fr["E"] == 0.0 and "interval" not in fr
+    json.dumps(study, allow_nan=False)
