@@ -114,7 +114,9 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
     return out
 
 
-def _submit_local(runs: list[Run], spec_dir: Path, cluster: ClusterConfig) -> dict[str, tuple[str, str]]:
+def _submit_local(
+    runs: list[Run], spec_dir: Path, cluster: ClusterConfig
+) -> tuple[dict[str, tuple[str, str]], subprocess.Popen]:
     queue_dir = spec_dir / ".local"
     queue_dir.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.time():.6f}"
@@ -148,7 +150,7 @@ def _submit_local(runs: list[Run], spec_dir: Path, cluster: ClusterConfig) -> di
         }
         atomic_write_json(run.run_dir / JOB, job)
         out[run.signature] = (job["job_id"], job["log"])
-    return out
+    return out, worker
 
 
 def _run_debug(runs: list[Run]) -> dict[str, tuple[str, str]]:
@@ -199,6 +201,7 @@ def launch(
         cluster.executor = executor
     runs = expand(spec, [o for o in overrides if not o.startswith("cluster.")])
     report = LaunchReport(runs=runs)
+    worker: subprocess.Popen | None = None
     with sweep_lock(spec.directory):
         states = statuses(runs)
         report.actions = plan(runs, states)
@@ -212,7 +215,7 @@ def launch(
             if cluster.executor == "slurm":
                 submitted = _submit_slurm(todo, spec.directory, cluster, spec.name)
             elif cluster.executor == "local":
-                submitted = _submit_local(todo, spec.directory, cluster)
+                submitted, worker = _submit_local(todo, spec.directory, cluster)
             else:
                 submitted = {}
             for run in todo:
@@ -230,7 +233,8 @@ def launch(
     if todo and cluster.executor == "debug":
         report.submitted = {k: v[0] for k, v in _run_debug(todo).items()}
     if wait and todo and cluster.executor == "local":
-        wait_for(runs)
+        assert worker is not None
+        worker.wait()  # every run's process has exited (not only written its result)
     skipped = len(runs) - len(todo)
     print(
         f"sweep {spec.name}: {len(runs)} runs, submitted {len(todo)} ({cluster.executor}), skipped {skipped}", file=out
