@@ -125,7 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides may follow options (`sweep launch SPEC --executor slurm key=value`)
+        flags = [e for e in extra if e.startswith("-")]
+        if flags or not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return int(args.func(args))
     except ConfigError as exc:

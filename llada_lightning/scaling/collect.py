@@ -249,7 +249,12 @@ def collect(
             rows.append(row)
             vocab.append(float("nan"))
             continue
-        rows.append(_row_from_result(res, run_dir, convention, params))
+        row = _row_from_result(res, run_dir, convention, params)
+        if (run_dir / RUN_CONFIG).is_file():  # a failure record (sweep/job.py) holds only status and error
+            for key, value in _row_from_config(run_dir / RUN_CONFIG).items():
+                if row[key] == "" or (isinstance(row[key], float) and math.isnan(row[key])):
+                    row[key] = value
+        rows.append(row)
         vocab.append(float(vocab_size) if vocab_size else _vocab_of(run_dir))
     for cfg in sorted(root.glob(f"**/{RUN_CONFIG}")):
         if (cfg.parent / RESULT).is_file():
@@ -293,7 +298,8 @@ def read_points(
 
     Missing C is 6 N D and missing D is C / (6N) (the 6N convention, as Chinchilla's published points);
     without a budget column, budget is C, so points of one IsoFLOP profile group together (within 2%).
-    `objective` fills rows that have none. Rows are diagnosed like runs (non-finite or outlying losses are `diverged`).
+    `objective` fills rows that have none (default "points"). Rows are diagnosed like runs (non-finite or
+    outlying losses are `diverged`).
     """
     text = Path(csv_path).read_text()
     reader = csv.DictReader(io.StringIO(text))
@@ -329,7 +335,7 @@ def read_points(
             d = c / (6.0 * n)
         budget = _float(rec[cols["budget"]]) if cols["budget"] else float("nan")
         row.update(
-            objective=(rec[cols["objective"]].strip() if cols["objective"] else "") or (objective or ""),
+            objective=(rec[cols["objective"]].strip() if cols["objective"] else "") or objective or "points",
             model=rec[cols["model"]].strip() if cols["model"] else f"row{i + 1}",
             N=n,
             D=d,

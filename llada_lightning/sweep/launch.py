@@ -77,7 +77,7 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
         groups.setdefault((run.cfg.train.devices, run.cfg.train.num_nodes), []).append(run)
     for (devices, nodes), members in groups.items():
         executor = submitit.AutoExecutor(folder=spec_dir / ".submitit" / "%j", cluster="slurm")
-        extra = dict(cluster.sbatch)
+        extra: dict[str, Any] = {"open_mode": "append", **cluster.sbatch}  # requeued segments append to the log
         params: dict[str, Any] = {
             "timeout_min": cluster.time_min,
             "nodes": nodes,

@@ -49,6 +49,10 @@ def requeue_self() -> str:
     return f"requeued Slurm job {job}"
 
 
+class Preempted(Exception):
+    """Raised at a step boundary after the checkpoint is saved: ends `fit` at once (no validation)."""
+
+
 class PreemptionHandler(Callback):
     """Turns SIGUSR2/SIGTERM into a checkpoint at the next optimizer-step boundary (then requeue/stop)."""
 
@@ -67,6 +71,13 @@ class PreemptionHandler(Callback):
             return
         for sig in (signal.SIGUSR2, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning registered its own SIGTERM notifier at fit start (it would raise SIGTERMException in the
+        # middle of a step): take the signals back, so this callback stays their only owner.
+        if self._previous and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGUSR2, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():
@@ -92,4 +103,4 @@ class PreemptionHandler(Callback):
                 self.message = "stopped on SIGTERM"
             print(f"preemption: checkpoint saved at step {trainer.global_step}; {self.message}", flush=True)
         self.stopped = True
-        trainer.should_stop = True
+        raise Preempted(self.message)

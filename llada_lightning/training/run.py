@@ -24,7 +24,7 @@ from llada_lightning.data.datamodule import LMDataModule
 from llada_lightning.io import atomic_write_json, atomic_write_text, read_json
 from llada_lightning.training.checkpoint import AtomicCheckpoint
 from llada_lightning.training.modules import BaseModule, build_module
-from llada_lightning.training.preemption import PreemptionHandler
+from llada_lightning.training.preemption import Preempted, PreemptionHandler
 from llada_lightning.training.progress import ProgressFile, progress_callback
 from llada_lightning.training.quiet import quiet_lightning
 
@@ -168,6 +168,8 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     preemption.install()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except Preempted:
+        pass
     finally:
         preemption.uninstall()
     if preemption.stopped:  # checkpoint saved at a step boundary; the next segment resumes from it
@@ -181,6 +183,7 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         trainer.validate(module, datamodule=dm, verbose=False)
     result = make_result(module, cfg, run_dir, trainer.global_step, dm)
     result["segment_wall_time_s"] = time.perf_counter() - started
+    result["world_size"] = trainer.world_size
     if trainer.is_global_zero:
         tokenizer = Path(dm.tokenizer_path)
         if tokenizer.is_file():

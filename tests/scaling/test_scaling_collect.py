@@ -62,6 +62,8 @@ def test_partial_sweep_reports_and_excludes_bad_runs(tmp_path, rng, capsys):
     med = float(np.median(chinchilla_loss(*isoflop_grid([1e19], 5)[1:])))
     n0, d0 = 3e8, 1e19 / 1.8e9
     write_run(tmp_path, "sweep/failed", result_record("arm", n0, d0, None, 1e19, status="failed"))
+    crash = {"status": "failed", "error": "RuntimeError: CUDA out of memory", "traceback": "...", "time": 0.0}
+    write_run(tmp_path, "sweep/crash", crash, config=config_yaml("llada", "cpu-2m", 1e20))  # as sweep/job.py writes
     write_run(tmp_path, "sweep/nan", result_record("arm", n0, d0, float("nan"), 1e19))
     write_run(tmp_path, "sweep/huge", result_record("arm", n0, d0, 50.0, 1e19), config=config_yaml("arm", "x", 1e19))
     write_run(tmp_path, "sweep/outlier", result_record("arm", n0, d0, 2.5 * med, 1e19))  # < ln(V)+1 but 2.5x median
@@ -71,21 +73,24 @@ def test_partial_sweep_reports_and_excludes_bad_runs(tmp_path, rng, capsys):
     printed = capsys.readouterr().out
     status = {os.path.basename(r["run_dir"]): (r["status"], r["reason"]) for r in table.rows}
     assert status["failed"][0] == "failed" and "'failed'" in status["failed"][1]
+    assert status["crash"] == ("failed", "result status 'failed': RuntimeError: CUDA out of memory")
+    crash_row = next(r for r in table.rows if r["run_dir"].endswith("crash"))
+    assert (crash_row["objective"], crash_row["model"], crash_row["budget"]) == ("llada", "cpu-2m", 1e20)
     assert status["nan"][0] == "diverged" and "non-finite" in status["nan"][1]
     assert status["huge"][0] == "diverged" and "ln(vocab 4096) + 1" in status["huge"][1]
     assert status["outlier"][0] == "diverged" and "median" in status["outlier"][1]
     assert status["running"][0] == "missing"
     assert status["torn"][0] == "unreadable"
-    assert table.status_counts() == {"done": 20, "failed": 1, "diverged": 3, "missing": 1, "unreadable": 1}
-    for name in ("failed", "nan", "huge", "outlier", "running", "torn"):
+    assert table.status_counts() == {"done": 20, "failed": 2, "diverged": 3, "missing": 1, "unreadable": 1}
+    for name in ("failed", "crash", "nan", "huge", "outlier", "running", "torn"):
         assert name in printed  # reported, not silently dropped
-    assert len(table.usable()) == 20 and len(table.excluded()) == 6
+    assert len(table.usable()) == 20 and len(table.excluded()) == 7
     # fits on the usable runs still succeed
     u = table.usable()
     fit = fit_isoflop(u.column("budget"), u.column("N"), u.column("loss"), u.column("D"))
     assert abs(fit.a - A_OPT) < 0.05
     study = fit_study(table, n_bootstrap=0, parametric=False)
-    assert study["status_counts"]["diverged"] == 3 and len(study["excluded"]) == 6
+    assert study["status_counts"]["diverged"] == 3 and len(study["excluded"]) == 7
     assert study["objectives"]["arm"]["n_points"] == 20
     assert abs(study["objectives"]["arm"]["isoflop"]["a"] - A_OPT) < 0.05
     json.dumps(study, allow_nan=False)
