@@ -117,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--root", default="runs/sweeps")
     q.add_argument("--lines", type=int, default=40)
     p.set_defaults(func=_cmd_sweep)
+    from llada_lightning.inference.cli import register as register_inference
+    from llada_lightning.scaling.cli import register as register_scaling
+
+    register_inference(sub)
+    register_scaling(sub)
     p = sub.add_parser("demo", help="the main job: a tiny LLaDA and a tiny ARM on the embedded corpus")
     p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
     p.add_argument("--runs-root", default="runs/demo")

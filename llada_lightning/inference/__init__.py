@@ -1,0 +1,1 @@
+"""Using trained runs: load a checkpoint and tokenizer, sample, score and evaluate."""
