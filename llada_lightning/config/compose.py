@@ -7,6 +7,7 @@ Every failure is a `ConfigError` with one line naming the key and the fix.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,19 @@ def _group_file(group: str, choice: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def _template() -> DictConfig:
+    """The typed schema tree; merges copy it, so one instance serves every composition (sweeps compose many)."""
+    return OmegaConf.structured(RunConfig)
+
+
 def _load_yaml(path: Path) -> DictConfig:
+    stat = path.stat()
+    return _load_yaml_cached(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _load_yaml_cached(path: Path, mtime_ns: int, size: int) -> DictConfig:
     try:
         loaded = OmegaConf.load(path)
     except Exception as exc:  # yaml.YAMLError and friends: report the file, not a traceback
@@ -84,16 +97,14 @@ def compose_dict(overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
     groups, files, dotlist = split_overrides(overrides)
     choices = {**DEFAULT_GROUPS, **groups}
     try:
-        cfg = OmegaConf.structured(RunConfig)
-        if base is not None:
-            cfg = OmegaConf.merge(cfg, base)
+        pieces: list[Any] = [] if base is None else [base]
         for group in GROUPS:
             if group in choices and (base is None or group in groups):
-                cfg = OmegaConf.merge(cfg, {group: _load_yaml(_group_file(group, choices[group]))})
-        for path in files:
-            cfg = OmegaConf.merge(cfg, _load_yaml(path))
+                pieces.append({group: _load_yaml(_group_file(group, choices[group]))})
+        pieces.extend(_load_yaml(path) for path in files)
         if dotlist:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+            pieces.append(OmegaConf.from_dotlist(dotlist))
+        cfg = OmegaConf.merge(_template(), *pieces)  # one merge: later pieces win
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc)) from exc
     return cfg  # type: ignore[return-value]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
-
-from omegaconf import OmegaConf
 
 from llada_lightning.config.schema import RunConfig
 
@@ -25,7 +24,7 @@ NON_RESULT_KEYS = (
 
 def result_dict(cfg: RunConfig) -> dict[str, Any]:
     """The config as a plain dict without the keys in NON_RESULT_KEYS."""
-    tree: dict[str, Any] = OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[assignment]
+    tree: dict[str, Any] = dataclasses.asdict(cfg)
     for dotted in NON_RESULT_KEYS:
         node = tree
         *parents, leaf = dotted.split(".")

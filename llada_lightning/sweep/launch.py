@@ -108,9 +108,21 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
         executor.update_parameters(**params)
         from llada_lightning.sweep.job import run_job
 
-        jobs = executor.map_array(run_job, [_config_dict(r) for r in members])
-        for run, job in zip(members, jobs, strict=True):
+        try:
+            jobs = executor.map_array(run_job, [_config_dict(r) for r in members])
+        except submitit.core.utils.FailedJobError as exc:
+            message = " ".join(str(exc).split())[:300]
+            raise ConfigError(f"sbatch refused the submission ({message}); fix the cluster config") from exc
+        for run, job in zip(members, jobs, strict=True):  # recorded group by group: nothing submitted is lost
             out[run.signature] = (str(job.job_id), str(job.paths.stdout))
+            record = {
+                "executor": "slurm",
+                "job_id": str(job.job_id),
+                "name": run.name,
+                "log": str(job.paths.stdout),
+                "submitted": time.time(),
+            }
+            atomic_write_json(run.run_dir / JOB, record)
     return out
 
 
@@ -218,17 +230,6 @@ def launch(
                 submitted, worker = _submit_local(todo, spec.directory, cluster)
             else:
                 submitted = {}
-            for run in todo:
-                if run.signature in submitted and cluster.executor == "slurm":
-                    job_id, log = submitted[run.signature]
-                    record = {
-                        "executor": "slurm",
-                        "job_id": job_id,
-                        "name": run.name,
-                        "log": log,
-                        "submitted": time.time(),
-                    }
-                    atomic_write_json(run.run_dir / JOB, record)
             report.submitted = {k: v[0] for k, v in submitted.items()}
     if todo and cluster.executor == "debug":
         report.submitted = {k: v[0] for k, v in _run_debug(todo).items()}
