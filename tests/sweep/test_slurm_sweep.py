@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from llada_lightning.sweep import launch, statuses, wait_for
-from llada_lightning.sweep.state import read_record
+from llada_lightning.sweep.state import read_record, slurm_states
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -25,6 +25,17 @@ def _spec(tmp_path: Path, name: str, base: list[str], grid: str) -> str:
     lines = "\n".join(f"  - {b}" for b in base)
     path.write_text(f"name: {name}\nroot: {tmp_path}\ncluster: local-slurm\nbase:\n{lines}\ngrid:\n{grid}\n")
     return str(path)
+
+
+def _wait_jobs_ended(job_ids, timeout: float = 120) -> None:
+    """A result is written just before the job's process exits: wait until Slurm has seen it exit."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        live = {j: s for j, s in slurm_states(list(job_ids)).items() if s in ("PENDING", "RUNNING", "COMPLETING")}
+        if not live:
+            return
+        time.sleep(1)
+    raise AssertionError(f"jobs still active: {live}")
 
 
 def _results(runs) -> dict[str, dict]:
@@ -39,6 +50,7 @@ def test_array_sweep_relaunch_resubmit_and_same_results_as_local(tmp_path: Path)
     assert len(array_ids) == 1  # one job array
     states = wait_for(report.runs, poll_s=2, timeout_s=400)
     assert {s.state for s in states.values()} == {"done"}, states
+    _wait_jobs_ended(report.submitted.values())
     first = _results(report.runs)
 
     again = launch("tiny", executor="slurm", overrides=[f"root={slurm_root}", *SLURM], out=io.StringIO())
