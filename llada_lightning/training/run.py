@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,11 @@ def train(cfg: RunConfig) -> dict[str, Any]:
     module = build_module(cfg)
     trainer, ckpt, preemption = build_trainer(cfg, run_dir, steps)
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
+    if resume is not None and not zipfile.is_zipfile(resume):  # torch checkpoints are zip archives
+        raise ConfigError(
+            f"{resume} is not a readable checkpoint (truncated or foreign); move it away to restart this run "
+            "from scratch, or restore it"
+        )
     started = time.perf_counter()
     if resume is None and cfg.train.validate_at_start:
         trainer.validate(module, datamodule=dm, verbose=False)

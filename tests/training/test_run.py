@@ -155,3 +155,13 @@ def test_loss_guard_stops_on_nan_and_keeps_the_checkpoint(tmp_path: Path) -> Non
     assert "resume it with a lower train.lr" in out
     assert not (tmp_path / "result.json").exists()
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path: Path) -> None:
+    cfg = compose(["objective=arm", *TINY, "train.max_steps=2", f"run_dir={tmp_path}"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="not a readable checkpoint"):
+        train(cfg)
+    assert ckpt.read_bytes() == b"not a checkpoint"
