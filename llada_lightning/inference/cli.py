@@ -1,9 +1,140 @@
-"""`llada sample` and `llada eval` (registered into the main parser by `register`)."""
+"""`llada sample` and `llada eval` (registered into the main parser by `register`).
+
+No torch at module level: `llada config` and `llada --help` stay fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from llada_lightning.config.errors import ConfigError
+
+# Flags that only one kind of run understands (None = not given on the command line).
+LLADA_ONLY = {
+    "steps": "--steps",
+    "block_length": "--block-length",
+    "cfg_scale": "--cfg-scale",
+    "remasking": "--remasking",
+    "prompt_cache": "--prompt-cache",
+}
+ARM_ONLY = {"top_k": "--top-k", "top_p": "--top-p"}
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is not None:
+        if threads < 1:
+            raise ConfigError(f"--threads {threads}: must be >= 1")
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    from llada_lightning.inference.generation import sample_text
+    from llada_lightning.inference.loading import load_run
+
+    _set_threads(args.threads)
+    loaded = load_run(args.run_dir, device=args.device)
+    wrong = ARM_ONLY if not loaded.is_causal else LLADA_ONLY
+    given = [flag for key, flag in wrong.items() if getattr(args, key) not in (None, False)]
+    if given:
+        kind, use = (
+            ("a LLaDA", "--steps/--block-length/--cfg-scale/--remasking/--prompt-cache")
+            if not loaded.is_causal
+            else ("an ARM", "--top-k/--top-p")
+        )
+        raise ConfigError(f"{' '.join(given)} does not apply to {args.run_dir} ({kind} run); use {use}")
+    text = sample_text(
+        loaded,
+        args.prompt,
+        gen_length=args.gen_length,
+        steps=args.steps,
+        block_length=args.block_length,
+        temperature=args.temperature,
+        cfg_scale=args.cfg_scale or 0.0,
+        remasking=args.remasking or "low_confidence",
+        prompt_cache=bool(args.prompt_cache),
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop_at_eos=not args.no_stop_at_eos,
+    )
+    print(text if not args.completion_only else text[len(args.prompt) :])
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from llada_lightning.inference.loading import load_run
+    from llada_lightning.inference.multiple_choice import evaluate_multiple_choice, format_result, read_task
+
+    read_task(args.task)  # a malformed task fails before the model is loaded
+    _set_threads(args.threads)
+    loaded = load_run(args.run_dir, device=args.device)
+    result = evaluate_multiple_choice(
+        loaded, args.task, mc_num=args.mc_num, seed=args.seed, limit=args.limit, max_length=args.max_length
+    )
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_result(result))
+    return 0
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the inference subcommands to the `llada` parser."""
+    p = sub.add_parser(
+        "sample",
+        help="generate text from a trained run (LLaDA: reverse diffusion; ARM: left to right)",
+        description="Print the prompt followed by the generated text (cut at the first end-of-text token). "
+        "The sampler follows the run's objective: LLaDA runs take --steps/--block-length/--cfg-scale/--remasking/"
+        "--prompt-cache, ARM runs --top-k/--top-p; --gen-length (alias --max-new-tokens), --temperature and "
+        "--seed apply to both.",
+    )
+    p.add_argument("run_dir", help="a run directory written by `llada train`")
+    p.add_argument("--prompt", required=True, help="the text to continue (may be empty)")
+    p.add_argument(
+        "--gen-length", "--max-new-tokens", dest="gen_length", type=int, default=64, help="tokens to generate (64)"
+    )
+    p.add_argument("--steps", type=int, default=None, help="LLaDA: denoising steps (default: --gen-length)")
+    p.add_argument(
+        "--block-length",
+        type=int,
+        default=None,
+        help="LLaDA: semi-autoregressive block (default: 32 if it divides --gen-length, else --gen-length)",
+    )
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="LLaDA: classifier-free guidance scale (0)")
+    p.add_argument("--remasking", choices=["low_confidence", "random"], default=None, help="LLaDA (low_confidence)")
+    p.add_argument(
+        "--prompt-cache",
+        action="store_true",
+        default=None,
+        help="LLaDA: reuse the prompt's keys/values within a block (Fast-dLLM; approximate, faster)",
+    )
+    p.add_argument("--top-k", type=int, default=None, help="ARM: sample among the k most probable tokens")
+    p.add_argument("--top-p", type=float, default=None, help="ARM: nucleus sampling mass")
+    p.add_argument("--seed", type=int, default=0, help="seeds all sampling randomness (0)")
+    p.add_argument("--completion-only", action="store_true", help="print only the generated text, not the prompt")
+    p.add_argument("--no-stop-at-eos", action="store_true", help="keep the text after the first end-of-text token")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiny models: 1 is often fastest)")
+    p.set_defaults(func=_cmd_sample)
+
+    p = sub.add_parser(
+        "eval",
+        help="multiple-choice accuracy on a local JSONL task ({context, choices, gold} per line)",
+        description="Score each choice by log p(choice | context) (LLaDA: Monte Carlo lower bound with --mc-num "
+        "draws, seeded; ARM: exact) and print the accuracy, unnormalised and per answer token.",
+    )
+    p.add_argument("run_dir", help="a run directory written by `llada train`")
+    p.add_argument("--task", required=True, help="JSONL file: one {context, choices, gold} object per line")
+    p.add_argument("--mc-num", type=int, default=32, help="LLaDA: Monte Carlo draws per choice (32)")
+    p.add_argument("--seed", type=int, default=0, help="LLaDA: seed of the Monte Carlo draws (0)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N examples")
+    p.add_argument("--max-length", type=int, default=None, help="left-truncate contexts to fit N tokens")
+    p.add_argument("--json", action="store_true", help="print the full result (per example too) as JSON")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiny models: 1 is often fastest)")
+    p.set_defaults(func=_cmd_eval)

@@ -1,0 +1,171 @@
+"""Load a finished (or checkpointed) run directory for inference: config, weights, tokenizer.
+
+A run directory written by `llada train` holds `config.yaml` (the resolved RunConfig),
+`checkpoints/last.ckpt` (a Lightning checkpoint whose `state_dict` keys are `model.<backbone key>`) and
+`tokenizer.json` (copied in when training finishes). Every problem is a `ConfigError` naming the file and the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llada_lightning.config.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+    from llada_lightning.config.schema import RunConfig
+    from llada_lightning.models import Transformer
+
+CONFIG = "config.yaml"
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+TOKENIZER = "tokenizer.json"
+# The parts of the config that decide the backbone's weights and how it must be used; a checkpoint whose
+# saved hyper-parameters differ here was trained as a different model, even if the tensor shapes agree.
+MODEL_KEYS = ("model.", "objective.name")
+
+
+@dataclass
+class LoadedRun:
+    """A trained model ready for sampling and scoring (eval mode, no gradients)."""
+
+    run_dir: Path
+    cfg: RunConfig
+    model: Transformer
+    tokenizer: Tokenizer
+    eos_id: int
+    mask_id: int
+    objective: str  # "llada" or "arm"
+    is_causal: bool
+    device: torch.device
+
+    @property
+    def max_length(self) -> int:
+        """The context the model was trained on (`data.seq_len`): scoring windows default to it."""
+        return int(self.cfg.data.seq_len)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text).ids)
+
+    def decode(self, ids: Any) -> str:
+        return str(self.tokenizer.decode([int(i) for i in ids]))
+
+
+def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
+    """Load `run_dir` (written by `llada train`) onto `device`; `checkpoint` overrides `checkpoints/last.ckpt`."""
+    import torch
+
+    from llada_lightning.config.compose import load_run_config
+    from llada_lightning.data.tokenizer import eos_id, load_tokenizer
+    from llada_lightning.models import build_model
+
+    root = Path(run_dir).expanduser()
+    if not root.is_dir():
+        raise ConfigError(f"{run_dir}: no such run directory; pass a directory written by `llada train`")
+    config_path = root / CONFIG
+    if not config_path.is_file():
+        raise ConfigError(
+            f"{root}: no {CONFIG}; this is not a run directory written by `llada train` "
+            f"(one holds {CONFIG}, {CHECKPOINT} and {TOKENIZER})"
+        )
+    cfg = load_run_config(config_path)
+    ckpt_path = Path(checkpoint).expanduser() if checkpoint is not None else root / CHECKPOINT
+    if not ckpt_path.is_file():
+        raise ConfigError(
+            f"{root}: no checkpoint at {ckpt_path}; train the run first (`llada train ... run_dir={root}`) "
+            "or wait for its first checkpoint (train.ckpt_every_n_steps)"
+        )
+    tok_path = _tokenizer_path(root, cfg)
+    tokenizer = load_tokenizer(tok_path)
+    try:
+        eos = eos_id(tokenizer, cfg.data.eos_token)
+    except ValueError as exc:
+        raise ConfigError(f"{tok_path}: {exc}") from exc
+    if tokenizer.get_vocab_size(with_added_tokens=True) > cfg.model.vocab_size:
+        raise ConfigError(
+            f"{tok_path} has {tokenizer.get_vocab_size(with_added_tokens=True)} tokens but the model only "
+            f"{cfg.model.vocab_size} outputs; restore the tokenizer.json this run was trained with"
+        )
+
+    try:
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+    except Exception as exc:  # unpickling errors of many kinds: report the file, not a traceback
+        raise ConfigError(
+            f"{ckpt_path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]}); restore it or retrain the run"
+        ) from exc
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict); pass one written by `llada train`")
+    _check_hyper_parameters(ckpt, cfg, ckpt_path, config_path)
+    state = _backbone_state(ckpt["state_dict"])
+    if not state:
+        raise ConfigError(f"{ckpt_path}: no `model.*` weights in its state_dict; pass a checkpoint of `llada train`")
+
+    model = build_model(cfg, device=device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise ConfigError(
+            f"{ckpt_path} does not match the model of {config_path} ({detail}); restore the config.yaml that "
+            "trained this checkpoint, or retrain into a fresh run_dir"
+        ) from exc
+    model.eval().requires_grad_(False)
+    return LoadedRun(
+        run_dir=root,
+        cfg=cfg,
+        model=model,
+        tokenizer=tokenizer,
+        eos_id=eos,
+        mask_id=cfg.model.mask_id,
+        objective=cfg.objective.name,
+        is_causal=bool(cfg.model.causal),
+        device=torch.device(device),
+    )
+
+
+def _tokenizer_path(root: Path, cfg: RunConfig) -> Path:
+    """`<run>/tokenizer.json`, else the run's own `data.tokenizer` file (a run that uses a fixed tokenizer)."""
+    path = root / TOKENIZER
+    if path.is_file():
+        return path
+    if cfg.data.tokenizer != "bpe" and Path(cfg.data.tokenizer).expanduser().is_file():
+        return Path(cfg.data.tokenizer).expanduser()
+    raise ConfigError(
+        f"{root}: no {TOKENIZER}; `llada train` copies it into the run directory when training finishes: "
+        f"finish the run (rerun the same `llada train` command) or copy the run's tokenizer to {path}"
+    )
+
+
+def _backbone_state(state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Backbone weights from a LightningModule state_dict: `model.` stripped (and torch.compile's `_orig_mod.`)."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.startswith("model."):
+            out[key.removeprefix("model.").replace("_orig_mod.", "")] = value
+    return out
+
+
+def _check_hyper_parameters(ckpt: dict[str, Any], cfg: RunConfig, ckpt_path: Path, config_path: Path) -> None:
+    """The checkpoint's saved config must agree with config.yaml on the model and objective (the causal flag
+    and mask id change how a model of identical shapes must be used)."""
+    saved = (ckpt.get("hyper_parameters") or {}).get("cfg")
+    if not isinstance(saved, dict):
+        return  # a checkpoint without hyper-parameters: shapes are the only check
+    from omegaconf import OmegaConf
+
+    from llada_lightning.config.compose import compose
+    from llada_lightning.config.signature import config_diff
+
+    try:
+        saved_cfg = compose([], base=OmegaConf.create(saved), check=False)
+    except ConfigError:
+        return
+    diff = [d for d in config_diff(saved_cfg, cfg) if d.startswith(MODEL_KEYS)]
+    if diff:
+        raise ConfigError(
+            f"{ckpt_path} does not match {config_path}: it was trained with {'; '.join(diff[:3])} "
+            "(checkpoint value first); restore the config.yaml that trained this checkpoint"
+        )

@@ -1,0 +1,106 @@
+"""`llada sample` and `llada eval` on runs trained by `llada train` (through `llada_lightning.cli.main`)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+from inference_tasks import next_line_task
+
+from llada_lightning.cli import main
+from llada_lightning.sampling import generate, generate_ar
+
+PROMPT = "ROMEO.\nWhat light"
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_llada_sample_greedy_matches_the_sampler(capsys, llada_run, llada_run_dir):
+    code, out, _ = _run(capsys, "sample", llada_run_dir, "--prompt", PROMPT, "--gen-length", 16, "--block-length", 8)
+    assert code == 0
+    text = out.removesuffix("\n")
+    assert text.startswith(PROMPT)
+    ids = torch.tensor([llada_run.encode(PROMPT)])
+    seq = generate(llada_run.model, ids, gen_length=16, steps=16, block_length=8, mask_id=llada_run.mask_id)
+    new = seq[0, ids.shape[1] :].tolist()
+    new = new[: new.index(llada_run.eos_id)] if llada_run.eos_id in new else new
+    assert text == PROMPT + llada_run.decode(new)
+
+
+def test_llada_sample_is_reproducible_per_seed(capsys, llada_run_dir):
+    args = ["sample", llada_run_dir, "--prompt", PROMPT, "--gen-length", 16, "--steps", 8, "--temperature", 1.0]
+    args += ["--no-stop-at-eos", "--completion-only", "--remasking", "random"]
+    code, first, _ = _run(capsys, *args, "--seed", 3)
+    assert code == 0 and first.strip()  # a non-empty continuation
+    assert _run(capsys, *args, "--seed", 3)[1] == first
+    assert _run(capsys, *args, "--seed", 4)[1] != first
+    code, cached, _ = _run(capsys, *args, "--seed", 3, "--prompt-cache", "--block-length", 8)
+    assert code == 0 and cached.strip()
+
+
+def test_arm_sample_uses_generate_ar(capsys, arm_run, arm_run_dir):
+    args = ["sample", arm_run_dir, "--prompt", PROMPT, "--max-new-tokens", 12, "--temperature", 1.0, "--top-k", 20]
+    code, out, _ = _run(capsys, *args, "--seed", 7, "--no-stop-at-eos")
+    assert code == 0 and out.startswith(PROMPT) and len(out.strip()) > len(PROMPT)
+    assert _run(capsys, *args, "--seed", 7, "--no-stop-at-eos")[1] == out
+    gen = torch.Generator().manual_seed(7)
+    ids = torch.tensor([arm_run.encode(PROMPT)])
+    seq = generate_ar(arm_run.model, ids, max_new_tokens=12, temperature=1.0, top_k=20, generator=gen)
+    assert out.removesuffix("\n") == PROMPT + arm_run.decode(seq[0, ids.shape[1] :].tolist())
+
+
+def test_empty_prompt_starts_a_document(capsys, arm_run_dir):
+    args = ["--max-new-tokens", 8, "--no-stop-at-eos", "--temperature", 1.0]
+    code, out, _ = _run(capsys, "sample", arm_run_dir, "--prompt", "", *args)
+    assert code == 0 and out.strip()
+
+
+@pytest.mark.parametrize(
+    ("run", "flags", "message"),
+    [
+        ("llada", ["--top-k", "5"], "--top-k does not apply .*a LLaDA run"),
+        ("arm", ["--steps", "4", "--prompt-cache"], "--steps --prompt-cache does not apply .*an ARM run"),
+        ("llada", ["--gen-length", "30", "--block-length", "7"], "divisible by block_length=7"),
+        ("arm", ["--gen-length", "0"], "gen_length=0"),
+    ],
+)
+def test_sample_flag_errors_exit_2(capsys, llada_run_dir, arm_run_dir, run, flags, message):
+    run_dir = llada_run_dir if run == "llada" else arm_run_dir
+    code, _, err = _run(capsys, "sample", run_dir, "--prompt", "x", *flags)
+    assert code == 2 and re.search(message, err), err
+
+
+@pytest.mark.parametrize("objective", ["llada", "arm"])
+def test_eval_prints_accuracy_and_count(capsys, tmp_path, llada_run_dir, arm_run_dir, objective):
+    run_dir = llada_run_dir if objective == "llada" else arm_run_dir
+    task = next_line_task(tmp_path / "task.jsonl", n=8)
+    code, out, _ = _run(capsys, "eval", run_dir, "--task", task, "--mc-num", 4)
+    assert code == 0
+    assert f"{task}: 8 examples" in out
+    acc = float(re.search(r"^acc\s+([0-9.]+)", out, re.M).group(1))
+    acc_norm = float(re.search(r"^acc_norm\s+([0-9.]+)\s+\(log-likelihood per answer token\)", out, re.M).group(1))
+    assert 0.0 <= acc <= 1.0 and 0.0 <= acc_norm <= 1.0
+    assert ("Monte Carlo lower bound (mc_num=4, seed=0)" in out) == (objective == "llada")
+
+    code, out, _ = _run(capsys, "eval", run_dir, "--task", task, "--mc-num", 4, "--limit", 3, "--json")
+    result = json.loads(out)
+    assert code == 0 and result["num_examples"] == 3 and len(result["examples"]) == 3
+    assert result["objective"] == objective and 0.0 <= result["acc"] <= 1.0
+
+
+def test_eval_malformed_task_exits_2_with_the_line(capsys, tmp_path, llada_run_dir):
+    task = tmp_path / "bad.jsonl"
+    good = json.dumps({"context": "a", "choices": ["b", "c"], "gold": 1})
+    task.write_text(f'{good}\n{good}\n{{"context": "a", "choices": ["b", "c"], "gold": 5}}\n')
+    code, out, err = _run(capsys, "eval", llada_run_dir, "--task", task)
+    assert code == 2 and out == ""
+    assert f"{task} line 3: gold must be an integer index" in err
+
+    code, _, err = _run(capsys, "eval", llada_run_dir, "--task", tmp_path / "missing.jsonl")
+    assert code == 2 and "no such file" in err
