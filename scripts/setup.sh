@@ -12,7 +12,7 @@ if [ ! -f "$stamp" ]; then
     # never let a dependency pull a CUDA build: pin the CPU wheel before anything else
     .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "^WARNING: Location" || true
   fi
-  .venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -m pip install -q -e ".[dev,eval]" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import torch, lightning, llada_lightning" || { echo "set-up failed" >&2; exit 1; }
   touch "$stamp"
 fi
