@@ -10,7 +10,9 @@ Judgement calls, all reported in the output:
   full-data choices (frontier source and form) so the interval measures noise, not a change of method;
 - parametric bootstrap refits start from the full-data optimum (`parametric_refit="warm"`, with the tight L-BFGS-B
   tolerances of parametric.py: their 95% intervals covered the truth in 59 of 60 parameter checks on synthetic
-  data), or from it plus a coarse sub-grid of the specified starts ("coarse"), or from the full grid ("grid").
+  data), or from it plus a coarse sub-grid of the specified starts ("coarse"), or from the full grid ("grid");
+- `curves`: N*(C), D*(C), L*(C) and k(C) evaluated on one log grid of C from the smallest budget to `extrapolate`
+  times the largest, with pointwise percentile bands from the same bootstrap refits (the plots draw these).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import numpy as np
 from llada_lightning.scaling.bootstrap import bootstrap
 from llada_lightning.scaling.collect import Table
 from llada_lightning.scaling.frontier import Frontier, fit_frontier
-from llada_lightning.scaling.isoflop import IsoFLOPFit, fit_isoflop, group_budgets
+from llada_lightning.scaling.isoflop import IsoFLOPFit, fit_isoflop, fit_parabola, group_budgets
 from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
 from llada_lightning.scaling.parametric import fit_parametric
 
 MIN_PARAMETRIC_POINTS = 10
 MIN_IRREDUCIBLE_POINTS = 5  # frontier="auto": fit E only with this many frontier points
+EDGE_FRACTION = 0.1  # warn when a used vertex lies this close (fraction of the grid's log span) to either end
 
 # A coarse sub-grid of the specified starts, used (with the full-data optimum) for parametric bootstrap refits.
 COARSE_STARTS = np.array(
@@ -110,34 +113,97 @@ def _fit_frontier_from(source: str, irreducible: bool, **arrays) -> Frontier:
     return fit_frontier(c, y, irreducible=irreducible)
 
 
+def _bootstrap_or_warn(warnings: list[str], what: str, fn, data, **kwargs):
+    """`bootstrap`, or None with a warning when every refit fails (the full-data fit still stands)."""
+    try:
+        return bootstrap(fn, data, **kwargs)
+    except ValueError as err:
+        warnings.append(f"{what}: no bootstrap interval: {str(err).splitlines()[0]}")
+        return None
+
+
 def _interval(res, names) -> dict:
     return {k: [res.low[k], res.high[k]] for k in names}
 
 
-def _section_isoflop(p: _Points, n_bootstrap, seed, level, warnings) -> tuple[dict, IsoFLOPFit | None]:
+def curve_grid(table: Table, extrapolate: float, n_points: int) -> np.ndarray:
+    """Log-spaced C from the smallest budget (or compute) of `table` to `extrapolate` x the largest."""
+    c = table.column("budget")
+    c = c[np.isfinite(c) & (c > 0)]
+    if not len(c):
+        c = table.column("C")
+        c = c[np.isfinite(c) & (c > 0)]
+    if not len(c):
+        return np.empty(0)
+    return np.logspace(np.log10(c.min()), np.log10(c.max() * max(extrapolate, 1.0)), n_points)
+
+
+def _curve(grid, estimate, res, key: str, names: tuple[str, str, str]) -> dict:
+    """One curve over `grid`: the full-data estimate and, with a bootstrap result, its pointwise band."""
+    out = {"C": grid, names[0]: estimate}
+    if res is not None:
+        out[names[1]], out[names[2]] = res.low[key], res.high[key]
+    return out
+
+
+def _parabolas(p: _Points) -> list[dict]:
+    """Each budget's parabola (those with >= 3 sizes), kept for the record when no exponent fit is possible."""
+    labels = _budget_labels(p.budget)
+    out = []
+    for label in np.unique(labels[labels > 0]):
+        sel = labels == label
+        tokens = p.D[sel] if np.all(np.isfinite(p.D[sel]) & (p.D[sel] > 0)) else None
+        try:
+            out.append(fit_parabola(float(label), p.N[sel], p.loss[sel], tokens).to_dict())
+        except ValueError:
+            continue
+    return out
+
+
+def _section_isoflop(p: _Points, n_bootstrap, seed, level, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
     try:
         iso = _isoflop(p.budget, p.N, p.loss, p.D)
     except ValueError as err:
         warnings.append(f"isoflop: {err}")
-        return {"error": str(err)}, None
+        return {"error": str(err), "budgets": _parabolas(p)}, None
     warnings.extend(f"isoflop: {w}" for w in iso.warnings)
+    for f in iso.budgets:  # an off-centre grid biases the parabola's vertex (arXiv 2603.22339; SPEC 6)
+        if f.usable() and min(f.log10_below, f.log10_above) < EDGE_FRACTION * f.log10_span:
+            warnings.append(
+                f"isoflop: budget {f.budget:.3g}: the vertex N*={f.N_star:.3g} lies in the outer "
+                f"{EDGE_FRACTION:.0%} of the sampled sizes (off-centre grid: N* is biased); centre the grid on it"
+            )
     out = iso.to_dict()
+    res = None
     if n_bootstrap > 0:
         ok = np.isfinite(p.budget)
-        res = bootstrap(
-            lambda budget, N, loss, D: {"a": (f := _isoflop(budget, N, loss, D)).a, "b": f.b},
+
+        def fn(budget, N, loss, D):
+            f = _isoflop(budget, N, loss, D)
+            return {"a": f.a, "b": f.b, "N_curve": f.predict_n_opt(grid), "D_curve": f.predict_d_opt(grid)}
+
+        res = _bootstrap_or_warn(
+            warnings,
+            "isoflop",
+            fn,
             (p.budget[ok], p.N[ok], p.loss[ok], p.D[ok]),
             n_resamples=n_bootstrap,
             seed=seed,
             level=level,
             strata=_budget_labels(p.budget[ok]),
         )
-        out["interval"] = _interval(res, ("a", "b"))
-        out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+        if res is not None:
+            out["interval"] = _interval(res, ("a", "b"))
+            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+    if len(grid):
+        out["curves"] = {
+            "N_star": _curve(grid, iso.predict_n_opt(grid), res, "N_curve", ("N_star", "low", "high")),
+            "D_star": _curve(grid, iso.predict_d_opt(grid), res, "D_curve", ("D_star", "low", "high")),
+        }
     return out, iso
 
 
-def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings) -> tuple[dict, tuple | None]:
+def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings, grid) -> tuple[dict, tuple | None]:
     source = _choose_frontier_source(p, iso)
     arrays = {"budget": p.budget, "N": p.N, "loss": p.loss, "D": p.D, "C": p.C}
     c, y = _frontier_points(source, **arrays)
@@ -171,18 +237,29 @@ def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings)
             out["holdout"] = {"C": c[i], "L": y[i], "predicted": pred, "rel_error": (pred - y[i]) / y[i]}
         except ValueError as err:
             out["holdout"] = {"error": str(err)}
+    res = None
     if n_bootstrap > 0:
         names = ("E", "A", "log_A", "alpha")
-        res = bootstrap(
-            lambda **a: _fit_frontier_from(source, irreducible, **a).params(),
+
+        def fn(**a):
+            f = _fit_frontier_from(source, irreducible, **a)
+            return {**f.params(), "L_curve": f.predict(grid)}
+
+        res = _bootstrap_or_warn(
+            warnings,
+            "frontier",
+            fn,
             arrays,
             n_resamples=n_bootstrap,
             seed=seed,
             level=level,
             strata=_budget_labels(p.budget),
         )
-        out["interval"] = _interval(res, names)
-        out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+        if res is not None:
+            out["interval"] = _interval(res, names)
+            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+    if len(grid):
+        out["curves"] = {"L_star": _curve(grid, fr.predict(grid), res, "L_curve", ("L_star", "low", "high"))}
     return out, (source, irreducible, fr)
 
 
@@ -210,7 +287,9 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, r
     }
     if n_bootstrap > 0:
         refit_starts = {"warm": fit.theta, "coarse": np.vstack([fit.theta, COARSE_STARTS]), "grid": None}[refit]
-        res = bootstrap(
+        res = _bootstrap_or_warn(
+            warnings,
+            "parametric",
             lambda n, d, y: fit_parametric(n, d, y, starts=refit_starts).params(),
             (n, d, y),
             n_resamples=n_bootstrap,
@@ -218,17 +297,18 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, r
             level=level,
             strata=_budget_labels(p.budget[ok]),
         )
-        out["interval"] = _interval(res, ("E", "A", "B", "alpha", "beta"))
-        out["bootstrap"] = {
-            "n_ok": res.n_ok,
-            "n_failed": res.n_failed,
-            "failures": res.failures,
-            "refit_starts": refit,
-        }
+        if res is not None:
+            out["interval"] = _interval(res, ("E", "A", "B", "alpha", "beta"))
+            out["bootstrap"] = {
+                "n_ok": res.n_ok,
+                "n_failed": res.n_failed,
+                "failures": res.failures,
+                "refit_starts": refit,
+            }
     return out
 
 
-def _section_comparison(table, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings) -> dict:
+def _section_comparison(table, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings, grid) -> dict:
     (src_m, irr_m, fr_m), (src_a, irr_a, fr_a) = fronts[mdm], fronts[arm]
     cs = np.union1d(_frontier_c(table, mdm, src_m), _frontier_c(table, arm, src_a))  # the sweep's budgets
     if compute is not None:
@@ -254,12 +334,15 @@ def _section_comparison(table, mdm, arm, fronts, isos, compute, n_bootstrap, see
                 fr[name] = _fit_frontier_from(src, irr, **arrays)
                 if have_ratio:
                     iso[name] = _isoflop(arrays["budget"], arrays["N"], arrays["loss"], arrays["D"])
-            q = {"k": compute_multiplier(fr[mdm], fr[arm], cs)}
+            q = {"k": compute_multiplier(fr[mdm], fr[arm], cs), "k_curve": compute_multiplier(fr[mdm], fr[arm], grid)}
             if have_ratio:
                 q["optimal_size_ratio"] = optimal_size_ratio(iso[mdm], iso[arm], cs)
+                q["ratio_curve"] = optimal_size_ratio(iso[mdm], iso[arm], grid)
             return q
 
-        res = bootstrap(
+        res = _bootstrap_or_warn(
+            warnings,
+            "compute multiplier",
             fn,
             (is_mdm, p.budget, p.N, p.loss, p.D, p.C),
             n_resamples=n_bootstrap,
@@ -267,8 +350,16 @@ def _section_comparison(table, mdm, arm, fronts, isos, compute, n_bootstrap, see
             level=level,
             strata=strata,
         )
-        out["interval"] = _interval(res, res.estimate.keys())
-        out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+        if res is not None:
+            out["interval"] = _interval(res, [k for k in ("k", "optimal_size_ratio") if k in res.estimate])
+            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+    else:
+        res = None
+    if len(grid):
+        out["curves"] = {"k": _curve(grid, compute_multiplier(fr_m, fr_a, grid), res, "k_curve", ("k", "low", "high"))}
+        if have_ratio:
+            ratio = optimal_size_ratio(isos[mdm], isos[arm], grid)
+            out["curves"]["optimal_size_ratio"] = _curve(grid, ratio, res, "ratio_curve", ("ratio", "low", "high"))
     return out
 
 
@@ -291,13 +382,16 @@ def fit_study(
     parametric_workers: int = 1,
     parametric_refit: str = "warm",
     compute=None,
+    extrapolate: float = 100.0,
+    curve_points: int = 50,
 ) -> dict:
     """Fit everything the table supports, per objective, and compare `mdm` with `arm` when both are present.
 
     `frontier`: "auto" | "irreducible" (E + A C^-alpha) | "power" (E = 0). `parametric_starts` replaces the full
     start grid of the main parametric fit (None = the specified 4500 starts); `parametric_refit` ("warm", "coarse",
     "grid") the starts of its bootstrap refits. `compute`: extra C values at which to
-    report k(C) and N*_MDM / N*_ARM (the sweep's own budgets are always included).
+    report k(C) and N*_MDM / N*_ARM (the sweep's own budgets are always included). `curves` (per section) evaluate
+    the fitted laws on `curve_points` log-spaced C up to `extrapolate` x the largest budget, with bootstrap bands.
     Returns a JSON-serialisable dict (NaN and inf become None).
     """
     if frontier not in ("auto", "irreducible", "power"):
@@ -321,13 +415,14 @@ def fit_study(
         warnings.append(f"runs mix FLOP conventions {result['conventions']}: pass collect(convention=...)")
     fronts: dict[str, tuple] = {}
     isos: dict[str, IsoFLOPFit | None] = {}
+    grid = curve_grid(usable, extrapolate, curve_points) if curve_points > 0 else np.empty(0)
     for objective in usable.objectives():
         sub = usable.select(objective=objective)
         p = _Points(sub)
         w: list[str] = []
         section: dict = {"n_points": len(sub)}
-        section["isoflop"], isos[objective] = _section_isoflop(p, n_bootstrap, seed, level, w)
-        section["frontier"], front = _section_frontier(p, isos[objective], frontier, n_bootstrap, seed, level, w)
+        section["isoflop"], isos[objective] = _section_isoflop(p, n_bootstrap, seed, level, w, grid)
+        section["frontier"], front = _section_frontier(p, isos[objective], frontier, n_bootstrap, seed, level, w, grid)
         if front is not None:
             fronts[objective] = front
         if parametric:
@@ -339,7 +434,7 @@ def fit_study(
         result["objectives"][objective] = section
     if mdm in fronts and arm in fronts:
         result["comparison"] = _section_comparison(
-            usable, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings
+            usable, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings, grid
         )
     elif mdm in result["objectives"] or arm in result["objectives"]:
         warnings.append(f"no comparison: needs frontier fits of both {mdm!r} and {arm!r}")

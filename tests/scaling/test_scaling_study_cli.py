@@ -1,0 +1,100 @@
+"""`llada study --quick` end to end: a real IsoFLOP sweep through the local executor, fits, plots, summary; then a
+second run that reuses every finished run."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NUMBER = r"(-?\d[\d.]*(?:e[+-]?\d+)?|nan)"
+FIGURES = ("isoflop", "frontier", "optimal_size", "multiplier")
+
+
+def study(out: Path) -> tuple[subprocess.CompletedProcess, float]:
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "llada_lightning.cli", "study", "--quick", "--out", str(out), "--bootstrap", "40"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return proc, time.perf_counter() - start
+
+
+def num(text: str) -> float:
+    return float("nan") if text == "nan" else float(text)
+
+
+def close(printed: list[float], expected: list) -> None:
+    """Printed with 4 significant digits: equal to the fit's value within rounding (None in JSON prints as nan)."""
+    want = np.array([np.nan if v is None else v for v in expected], dtype=float)
+    np.testing.assert_allclose(np.array(printed), want, rtol=6e-4, equal_nan=True)
+
+
+def check_summary_against_fit(text: str, fit: dict) -> int:
+    """Every number of the summary's fit lines equals fit.json's; returns how many numbers were checked."""
+    checked = 0
+    for objective, sec in fit["objectives"].items():
+        iso = sec["isoflop"]
+        m = re.search(rf"^{objective}: a = {NUMBER} \[{NUMBER}, {NUMBER}\]  b = {NUMBER}", text, re.M)
+        if "error" in iso:
+            assert m is None and f"{objective}: IsoFLOP fit failed" in text
+        else:
+            close([num(g) for g in m.groups()], [iso["a"], *iso["interval"]["a"], iso["b"]])
+            checked += 4
+        lines = re.findall(rf"^{objective}:   C = {NUMBER}: N\* = {NUMBER}  L\* = {NUMBER}", text, re.M)
+        assert len(lines) == len(iso["budgets"]) == 3  # parabolas are reported even when the exponent fit fails
+        for groups, b in zip(lines, iso["budgets"], strict=True):
+            close([num(g) for g in groups], [b["budget"], b["N_star"], b["L_star"]])
+            checked += 3
+        fr = sec["frontier"]
+        m = re.search(rf"^{objective}: frontier .*alpha = {NUMBER} \[{NUMBER}, {NUMBER}\]  E = {NUMBER}", text, re.M)
+        assert m, text
+        close([num(g) for g in m.groups()], [fr["alpha"], *fr["interval"]["alpha"], fr["E"]])
+        checked += 4
+    cmp = fit["comparison"]
+    lines = re.findall(rf"^  C = {NUMBER}: k = {NUMBER} \[{NUMBER}, {NUMBER}\]", text, re.M)
+    assert len(lines) == len(cmp["compute"]) == 3
+    for i, groups in enumerate(lines):
+        k_lo, k_hi = cmp["interval"]["k"][0][i], cmp["interval"]["k"][1][i]
+        close([num(g) for g in groups], [cmp["compute"][i], cmp["k"][i], k_lo, k_hi])
+        checked += 4
+    return checked
+
+
+@pytest.mark.slow
+def test_quick_study_end_to_end_then_cached(tmp_path):
+    out = tmp_path / "study"
+    proc, first = study(out)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    directory = out / "cpu-isoflop-quick"
+    assert "submitted 18 (local)" in proc.stdout
+    assert len(list(directory.glob("*/result.json"))) == 18
+    for name in FIGURES:
+        png, pdf = directory / "plots" / f"{name}.png", directory / "plots" / f"{name}.pdf"
+        assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000, png
+        assert pdf.read_bytes().startswith(b"%PDF") and pdf.stat().st_size > 5_000, pdf
+        rows = (directory / "plots" / f"{name}.csv").read_text().splitlines()
+        assert rows and "," in rows[0]  # a header at least: the quick sweep may leave N*(C) without vertices
+        assert name == "optimal_size" or len(rows) > 3, (name, rows)
+    fit = json.loads((directory / "fit.json").read_text())
+    assert fit["status_counts"] == {"done": 18}
+    assert check_summary_against_fit(proc.stdout, fit) >= 30
+    summary = (directory / "summary.txt").read_text()
+    assert summary.strip().splitlines()[0] in proc.stdout and f"fit: {directory / 'fit.json'}" in summary
+    # the tiny budgets put the optimum below the sizes: the study says so instead of failing
+    assert re.search(r"^warnings \(\d+\):", proc.stdout, re.M)
+
+    proc2, second = study(out)
+    assert proc2.returncode == 0, proc2.stderr[-3000:]
+    assert "submitted 0 (local), skipped 18" in proc2.stdout
+    assert second < 60 and second < first / 2, (first, second)
+    assert json.loads((directory / "fit.json").read_text()) == fit  # same runs, same seed: the same fit
