@@ -7,14 +7,13 @@ Discrete (LLaDA), one draw for an answer of length L:
     E[estimate] = -sum_{l=1..L} (1/l) E_{|M|=l}[sum_{i in M} -log p(x_i | x_unmasked)] <= log p(answer | prompt)
 Continuous (SMDM): t antithetic over a batch, p = (1 - eps) t + eps, each answer token masked w.p. p, weight 1/p.
 
-Both return `LogLikelihood(mean, stderr, num_draws)`: `float(result)` or `result.mean` is the log-likelihood
-estimate (nats, summed over the answer, not length-normalised); `stderr` the Monte Carlo standard error.
+Both return `LogLikelihood(mean, stderr, num_draws)`, a float subclass: the value itself (or `result.mean`) is the
+log-likelihood estimate (nats, summed over the answer, not length-normalised); `stderr` the Monte Carlo standard error.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -25,21 +24,37 @@ from llada_lightning.sampling.common import Model, call_model, guided_logits
 METHODS = ("discrete", "continuous")
 
 
-@dataclass(frozen=True)
-class LogLikelihood:
-    """A log-likelihood in nats (summed over the answer tokens) with its Monte Carlo standard error.
+class LogLikelihood(float):
+    """A log-likelihood in nats (summed over the answer tokens) that carries its Monte Carlo standard error.
 
-    `stderr` is `std(draws) / sqrt(num_draws)` as if the draws were independent; the discrete estimator
-    stratifies `l` (and the continuous one `t`) within each batch of draws, which usually makes the true
-    error of the mean smaller, so it is a conservative figure. Exact values (ARM) have stderr 0, num_draws 0.
+    It is a float (the estimate itself: arithmetic, comparisons, `torch.tensor(ll)` all work), with `.mean` (the
+    same value as a plain float), `.stderr` and `.num_draws`. `stderr` is `std(draws) / sqrt(num_draws)` as if the
+    draws were independent; the discrete estimator stratifies `l` (and the continuous one `t`) within each batch
+    of draws, which usually makes the true error of the mean smaller, so it is a conservative figure. Exact
+    values (ARM) have stderr 0 and num_draws 0.
     """
 
-    mean: float
     stderr: float
     num_draws: int
 
-    def __float__(self) -> float:
-        return self.mean
+    def __new__(cls, mean: float, stderr: float, num_draws: int) -> LogLikelihood:
+        obj = super().__new__(cls, mean)
+        obj.stderr = float(stderr)
+        obj.num_draws = int(num_draws)
+        return obj
+
+    @property
+    def mean(self) -> float:
+        return float(self)
+
+    def __repr__(self) -> str:
+        return f"LogLikelihood(mean={float(self)!r}, stderr={self.stderr!r}, num_draws={self.num_draws})"
+
+    def __str__(self) -> str:
+        return float.__repr__(self)
+
+    def __reduce__(self):
+        return (LogLikelihood, (float(self), self.stderr, self.num_draws))
 
 
 @torch.no_grad()

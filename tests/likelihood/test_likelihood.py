@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import pickle
 
 import pytest
 import torch
@@ -120,6 +121,15 @@ def test_single_token_answer_is_exact_in_one_draw() -> None:
     expected = logits.double().log_softmax(-1)[7].item()
     result = log_likelihood(model, PROMPT, answer, mask_id=MASK, mc_num=4, batch_size=4)
     assert result.mean == pytest.approx(expected, rel=1e-6) and result.stderr == 0.0
+
+
+def test_result_is_the_estimate_as_a_float_with_its_error() -> None:
+    result = log_likelihood(tiny(), PROMPT, ANSWER, mask_id=MASK, mc_num=64, batch_size=16,
+                            generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert isinstance(result, float) and float(result) == result.mean
+    assert abs(result - result.mean) == 0 and result < 0  # arithmetic and comparisons use the estimate
+    assert result.stderr > 0 and result.num_draws == 64
+    assert pickle.loads(pickle.dumps(result)).stderr == result.stderr
 
 
 # ----------------------------------------------------------------------------------------------- masks and weights
