@@ -1,4 +1,4 @@
-"""The `llada` command line: `llada train`, `llada demo`, `llada config`, `llada ladder`."""
+"""The `llada` command line: train, demo, config, ladder, sweep, scaling, study, sample, eval."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_inference(sub)
     register_scaling(sub)
-    p = sub.add_parser("demo", help="the main job: a tiny LLaDA and a tiny ARM on the embedded corpus")
+    p = sub.add_parser("demo", help="train a tiny LLaDA and a tiny ARM on the embedded corpus and print both losses (~1 min)")
     p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
     p.add_argument("--runs-root", default="runs/demo")
     p.set_defaults(func=_cmd_demo)

@@ -1,4 +1,4 @@
-"""The main job until the scaling study lands: a tiny LLaDA and a tiny ARM, same data and compute."""
+"""`llada demo`: a tiny LLaDA and a tiny ARM, same data and compute, trained one after the other (~1 min)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job (after set-up): train a tiny LLaDA and a tiny ARM on the embedded corpus, print both losses.
+# The main job (after set-up): a complete CPU scaling study of LLaDA against the matched ARM on the embedded corpus:
+# an IsoFLOP sweep (3 budgets x 4 sizes x 2 objectives) through the local executor, then fits, plots and a summary.
+# A second run reuses every finished run and only refits (seconds). Extra arguments go to `llada study`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1
-exec .venv/bin/llada demo "$@"
+exec .venv/bin/llada study "$@"
