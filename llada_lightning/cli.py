@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_inference(sub)
     register_scaling(sub)
-    p = sub.add_parser("demo", help="train a tiny LLaDA and a tiny ARM on the embedded corpus and print both losses (~1 min)")
+    p = sub.add_parser("demo", help="train a tiny LLaDA and a tiny ARM on the embedded corpus, print both losses")
     p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
     p.add_argument("--runs-root", default="runs/demo")
     p.set_defaults(func=_cmd_demo)
