@@ -74,7 +74,8 @@ def log_likelihood(
     """Monte Carlo estimate of log p(answer | prompt) (a lower bound in expectation) for a masked diffusion model.
 
     Args:
-        model: any callable `input_ids [B, T] -> logits [B, T, V]` (bidirectional; no attention mask is used).
+        model: any callable `(input_ids [B, T], attention_mask) -> logits [B, T, V]`, bidirectional; no padding, so the
+            mask is None (passed only to a callable that requires it).
         prompt_ids, answer_ids: 1-D LongTensors of one example (the prompt may be empty, the answer may not).
         mc_num: number of draws (LLaDA: 128; one suffices for a single-token answer in the discrete method).
         batch_size: draws per forward pass; `l` (or `t`) is stratified within each batch of draws.

@@ -65,7 +65,7 @@ def generate_ar(
 
     Args:
         model: a causal `Transformer` (`config.causal=True`; a bidirectional one raises ValueError) or any
-            callable `(input_ids, attention_mask=...) -> logits` (mask passed only when not None).
+            callable `(input_ids, attention_mask) -> logits` (the mask passed as `common.mask_passing` says).
         prompt_ids, attention_mask: [B, P] (or [P]), left-padded when a mask is given.
         temperature: 0 = greedy; top_k / top_p: optional filters (top_k=1 is greedy).
         eos_id: a row that has produced `eos_id` emits only `eos_id` afterwards; generation stops early when

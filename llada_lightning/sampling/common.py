@@ -1,13 +1,17 @@
 """Calling "any callable that returns logits", classifier-free guidance, and prompt checks shared by the
 diffusion sampler, the ARM sampler and the likelihood estimators.
 
-A model is any callable `model(input_ids [B, T]) -> logits [B, T, V]` (or an object with `.logits`, as
-Hugging Face models return). `attention_mask` (and `cache`) are passed as keywords only when they are not
-None, so a callable that accepts only `input_ids` works whenever no padding mask (and no cache) is needed.
+A model is any callable `model(input_ids [B, T], attention_mask) -> logits [B, T, V]` (or an object with `.logits`,
+as Hugging Face models return). How the mask is passed follows the callable's signature (`mask_passing`): as the
+`attention_mask` keyword when it has one (or **kwargs), else as its second positional argument; when the mask is
+None it is passed only to a callable that requires it, so `lambda ids: ...` works whenever no padding mask is
+needed, and `def model(input_ids, attention_mask)` works with or without one. `cache` is always a keyword.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -17,14 +21,54 @@ from torch import Tensor
 Model = Callable[..., Any]
 
 
+def mask_passing(model: Model) -> tuple[str, bool]:
+    """How `model` takes an attention mask: ("keyword" | "positional" | "none", whether it is required).
+
+    Read from the callable's signature (an `nn.Module`'s is its `forward`'s); a callable without a readable
+    signature gets the mask as the `attention_mask` keyword, and only when there is one.
+    """
+    key = type(model) if isinstance(model, torch.nn.Module) else model
+    try:
+        return _mask_passing(key, model)
+    except TypeError:  # an unhashable callable: no caching
+        return _mask_passing.__wrapped__(key, model)
+
+
+@functools.lru_cache(maxsize=256)
+def _mask_passing(key: Any, model: Model) -> tuple[str, bool]:
+    empty = inspect.Parameter.empty
+    try:
+        params = list(inspect.signature(model).parameters.values())
+    except (TypeError, ValueError):
+        return "keyword", False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = next((p for p in params if p.name == "attention_mask"), None)
+    if named is not None and named.kind in (named.POSITIONAL_OR_KEYWORD, named.KEYWORD_ONLY):
+        return "keyword", named.default is empty
+    if any(p.kind == p.VAR_KEYWORD for p in params):
+        return "keyword", False
+    if len(positional) >= 2:
+        return "positional", positional[1].default is empty
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return "positional", False
+    return "none", False
+
+
 def call_model(model: Model, input_ids: Tensor, attention_mask: Tensor | None = None, cache: Any = None) -> Tensor:
-    """logits [B, T, V] of `model` on `input_ids`; keywords only when given; unwraps a `.logits` attribute."""
+    """logits [B, T, V] of `model` on `input_ids`, the mask passed as `mask_passing` says; unwraps `.logits`."""
+    how, required = mask_passing(model)
+    args: list[Any] = [input_ids]
     kwargs: dict[str, Any] = {}
-    if attention_mask is not None:
-        kwargs["attention_mask"] = attention_mask
+    if attention_mask is not None or required:
+        if how == "keyword":
+            kwargs["attention_mask"] = attention_mask
+        elif how == "positional":
+            args.append(attention_mask)
+        else:
+            raise TypeError(f"{type(model).__name__} takes no attention mask: pass attention_mask=None (no padding)")
     if cache is not None:
         kwargs["cache"] = cache
-    out = model(input_ids, **kwargs)
+    out = model(*args, **kwargs)
     return out.logits if hasattr(out, "logits") else out
 
 

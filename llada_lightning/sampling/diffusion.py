@@ -89,7 +89,7 @@ def generate(
 
     Args:
         model: any callable `(input_ids [B, T], attention_mask=[B, T]) -> logits [B, T, V]` (or an output with
-            `.logits`); `attention_mask` is passed as a keyword only when not None.
+            `.logits`); the mask is passed as the callable takes it (`sampling.common.mask_passing`).
         prompt_ids: [B, P] (or [P]) token ids, left-padded when `attention_mask` is given.
         attention_mask: None or [B, P], 1 = real token; padding stays padding and is hidden from every query.
         gen_length, steps, block_length: `gen_length % block_length == 0` and `steps % num_blocks == 0`.
