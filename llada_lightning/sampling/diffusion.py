@@ -11,8 +11,9 @@ Differences from the reference code, all deliberate:
 - left-padded batches with an attention mask; padding never changes; only mask tokens inside the generated
   region are candidates (a prompt may itself contain the mask id and it stays untouched);
 - CFG concatenates the attention mask too, so it works with and without one;
-- when `mask_id` is a column of the head (mask token inside the vocabulary), that column is set to -inf:
-  committing the mask token would leave a position masked while counting it as done;
+- when `mask_id` is a column of the head (mask token inside the vocabulary), that column is never a candidate
+  (committing the mask token would leave a position masked while counting it as done); confidences are still
+  the model's softmax over all columns, so whenever the mask token is not the argmax nothing differs;
 - `eos_id` + `fill_after_eos=True`: see `generate`;
 - `prompt_cache=True`: Fast-dLLM's prefix KV cache (approximate, opt-in; see `generate`).
 """
@@ -156,11 +157,12 @@ def generate(
                 logits = logits[:, start:end]
                 if cache is not None:
                     cache.crop(start).freeze()
+            candidate_logits = logits
             if mask_id < logits.shape[-1]:  # never commit the mask token itself
-                logits = logits.clone()
-                logits[..., mask_id] = float("-inf")
-            x0 = gumbel_argmax(logits, temperature, generator)
-            if remasking == "low_confidence":
+                candidate_logits = logits.clone()
+                candidate_logits[..., mask_id] = float("-inf")
+            x0 = gumbel_argmax(candidate_logits, temperature, generator)
+            if remasking == "low_confidence":  # the model's own softmax, over every column (as generate.py)
                 probs = torch.softmax(logits.double(), dim=-1)
                 confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
             else:

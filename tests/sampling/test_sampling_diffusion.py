@@ -207,6 +207,18 @@ def test_mask_token_inside_vocab_is_never_committed() -> None:
     assert (out[:, 3:] != 7).all()
 
 
+def test_confidence_is_the_softmax_over_all_columns_mask_included() -> None:
+    # position 3 predicts token 1 with p = e^2.5 / (e^2.5 + e^3 + 8) = 0.30 over all 10 columns, position 4 token 2
+    # with p = e^2 / (e^2 + 9) = 0.45; renormalised without the mask column (7), position 3 would have 0.60.
+    table = torch.zeros(5, 10)
+    table[3, 1], table[3, 7] = 2.5, 3.0
+    table[4, 2] = 2.0
+    out = generate(FixedLogits(table), torch.tensor([[1, 2, 3]]), gen_length=2, steps=2, block_length=2, mask_id=7,
+                   return_history=True)  # fmt: skip
+    assert out.sequences[0, 3:].tolist() == [1, 2]
+    assert out.commit_step[0, 3:].tolist() == [1, 0]  # position 4 is the more confident one
+
+
 # ----------------------------------------------------------------------------------------------- EOS
 
 
