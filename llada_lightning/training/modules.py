@@ -3,6 +3,7 @@ everything else (backbone, optimiser, LR schedule, logging, FLOP accounting, val
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from typing import Any
@@ -43,6 +44,11 @@ class BaseModule(L.LightningModule):
             cfg = compose([], base=OmegaConf.create(cfg), check=False)
         if self.objective_name and cfg.objective.name != self.objective_name:
             raise ValueError(f"{type(self).__name__} needs objective.name={self.objective_name!r}")
+        causal = cfg.objective.name == "arm"  # the only backbone difference between the two (SPEC 4)
+        if cfg.model.causal != causal:
+            if not causal:
+                raise ValueError("LLaDA needs a bidirectional backbone: set model.causal=False")
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, causal=True))
         self.cfg = cfg
         self.save_hyperparameters({"cfg": OmegaConf.to_container(OmegaConf.structured(cfg))})
         self.model = build_model(cfg)
@@ -75,13 +81,20 @@ class BaseModule(L.LightningModule):
         gen = self._generator(self.cfg.train.seed, self.global_step, micro, self.global_rank)
         out = self.objective.training_loss(self.model, batch, gen)
         loss = out["loss"]
-        if self.cfg.train.loss_guard and not torch.isfinite(loss.detach()):
+        if self.cfg.train.loss_guard and self._any_rank_non_finite(loss):
             raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}: the last checkpoint is intact; "
-                "resume it with a lower train.lr (LLaDA hit the same at 1.2T tokens)"
+                f"non-finite training loss at step {self.global_step} (this rank: {loss.item()}): the last "
+                "checkpoint is intact; resume it with a lower train.lr (LLaDA hit the same at 1.2T tokens)"
             )
         self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, logger=True)
         return loss
+
+    def _any_rank_non_finite(self, loss: torch.Tensor) -> bool:
+        """True on every rank when any rank's loss is NaN/inf, so that all ranks stop together (none hangs)."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        return bad
 
     def on_train_start(self) -> None:
         self._fit_start = time.perf_counter()
