@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Generator, Tensor
 
-from llada_lightning.sampling.common import Model, call_model, guided_logits
+from llada_lightning.sampling.common import Model, call_model, check_cfg_scale, guided_logits
 
 METHODS = ("discrete", "continuous")
 
@@ -94,6 +94,7 @@ def log_likelihood(
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if mc_num < 1 or batch_size < 1:
         raise ValueError(f"mc_num and batch_size must be >= 1, got mc_num={mc_num}, batch_size={batch_size}")
+    check_cfg_scale(cfg_scale)
     if method == "continuous" and not 0 <= eps < 1:
         raise ValueError(f"eps must be in [0, 1), got {eps}")
     device = answer_ids.device

@@ -124,7 +124,11 @@ class LLaDALightningLM(LM):
                 cfg_scale=self.cfg_scale,
                 generator=gen,
             ).mean
-            greedy = is_greedy(self.run, prompt, answer) if self.check_greedy or self.run.is_causal else False
+            greedy = (
+                is_greedy(self.run, prompt, answer, cfg_scale=self.cfg_scale)
+                if self.check_greedy or self.run.is_causal
+                else False
+            )
             out.append((ll, greedy))
             self.cache_hook.add_partial("loglikelihood", (context, continuation), (ll, greedy))
         return out

@@ -92,8 +92,9 @@ def continuation_loglik(
     )
 
 
-def is_greedy(loaded: LoadedRun, prompt: Sequence[int], answer: Sequence[int]) -> bool:
-    """Whether greedy decoding from `prompt` reproduces `answer` exactly (see the module docstring)."""
+def is_greedy(loaded: LoadedRun, prompt: Sequence[int], answer: Sequence[int], *, cfg_scale: float = 0.0) -> bool:
+    """Whether greedy decoding from `prompt` reproduces `answer` exactly (see the module docstring); LLaDA decodes
+    with the same classifier-free guidance `cfg_scale` as its likelihood (as `suffix_greedy_prediction`)."""
     import torch
 
     from llada_lightning.sampling import call_model, generate
@@ -106,7 +107,14 @@ def is_greedy(loaded: LoadedRun, prompt: Sequence[int], answer: Sequence[int]) -
             return bool((logits.argmax(dim=-1) == a).all())
         n = a.numel()
         out = generate(
-            loaded.model, p[None], gen_length=n, steps=n, block_length=n, temperature=0.0, mask_id=loaded.mask_id
+            loaded.model,
+            p[None],
+            gen_length=n,
+            steps=n,
+            block_length=n,
+            temperature=0.0,
+            cfg_scale=cfg_scale,
+            mask_id=loaded.mask_id,
         )
     return bool((out[0, p.numel() :] == a).all())
 

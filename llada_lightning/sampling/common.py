@@ -96,6 +96,12 @@ def guided_logits(
     return un_logits + (cfg_scale + 1.0) * (cond_logits - un_logits)
 
 
+def check_cfg_scale(cfg_scale: float) -> None:
+    """A guidance scale is >= 0 (0 = off); a negative one would extrapolate away from the prompt."""
+    if not cfg_scale >= 0:
+        raise ValueError(f"cfg_scale must be >= 0 (0 = no guidance), got {cfg_scale}")
+
+
 def check_prompt(prompt_ids: Tensor, attention_mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
     """Validate a prompt batch: [B, P] (a 1-D prompt becomes [1, P]), integer ids, and a LEFT-padded
     attention mask of the same shape (generated tokens follow the last prompt position directly)."""

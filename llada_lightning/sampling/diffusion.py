@@ -25,7 +25,7 @@ from typing import NamedTuple
 import torch
 from torch import Generator, Tensor
 
-from llada_lightning.sampling.common import Model, check_prompt, guided_logits
+from llada_lightning.sampling.common import Model, check_cfg_scale, check_prompt, guided_logits
 
 REMASKING = ("low_confidence", "random")
 
@@ -118,7 +118,7 @@ def generate(
     """
     prompt_ids, prompt_mask = check_prompt(prompt_ids, attention_mask)
     num_blocks, steps_per_block = _check_args(
-        gen_length, steps, block_length, temperature, remasking, eos_id, fill_after_eos
+        gen_length, steps, block_length, temperature, cfg_scale, remasking, eos_id, fill_after_eos
     )
     if prompt_cache and not callable(getattr(model, "new_kv_cache", None)):
         raise ValueError(
@@ -194,6 +194,7 @@ def _check_args(
     steps: int,
     block_length: int,
     temperature: float,
+    cfg_scale: float,
     remasking: str,
     eos_id: int | None,
     fill_after_eos: bool,
@@ -214,6 +215,7 @@ def _check_args(
         raise ValueError(f"unknown remasking strategy {remasking!r}; valid: {', '.join(REMASKING)}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    check_cfg_scale(cfg_scale)
     if fill_after_eos and eos_id is None:
         raise ValueError("fill_after_eos=True needs eos_id")
     return num_blocks, steps // num_blocks

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import pytest
 import torch
 
@@ -86,3 +88,22 @@ def test_is_greedy_llada_is_one_token_per_step_greedy_decoding(llada_run):
     assert is_greedy(llada_run, prompt, greedy)
     other = [(greedy[0] + 1) % llada_run.cfg.model.vocab_size, *greedy[1:]]
     assert not is_greedy(llada_run, prompt, other)
+
+
+def test_is_greedy_llada_decodes_with_the_guidance_of_its_likelihood():
+    # token 0 vs token 1 at every position: with the prompt visible logits (0.1, 0), with it masked (1, 0);
+    # plain greedy picks 0, guidance at scale 1 picks un + 2 (cond - un) = (-0.8, 0): token 1.
+    mask_id, prompt = 5, [2, 3]
+
+    def model(input_ids):
+        visible = (input_ids[:, : len(prompt)] != mask_id).all(dim=1)
+        logits = torch.full((*input_ids.shape, 5), -10.0)
+        logits[..., 0] = torch.where(visible, 0.1, 1.0)[:, None]
+        logits[..., 1] = 0.0
+        return logits
+
+    loaded = types.SimpleNamespace(model=model, is_causal=False, device="cpu", mask_id=mask_id)
+    assert is_greedy(loaded, prompt, [0, 0, 0]) and not is_greedy(loaded, prompt, [1, 1, 1])
+    assert is_greedy(loaded, prompt, [1, 1, 1], cfg_scale=1.0) and not is_greedy(
+        loaded, prompt, [0, 0, 0], cfg_scale=1.0
+    )

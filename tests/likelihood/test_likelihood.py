@@ -186,6 +186,8 @@ def test_invalid_arguments() -> None:
         log_likelihood(Recorder(), PROMPT[None], ANSWER, mask_id=MASK)
     with pytest.raises(ValueError, match="empty"):
         log_likelihood(Recorder(), PROMPT, ANSWER[:0], mask_id=MASK)
+    with pytest.raises(ValueError, match="cfg_scale must be >= 0"):
+        log_likelihood(Recorder(), PROMPT, ANSWER, mask_id=MASK, cfg_scale=-1.0)
 
 
 # ----------------------------------------------------------------------------------------------- ARM

@@ -365,6 +365,7 @@ def test_prompt_cache_runs_only_the_suffix_after_the_first_step() -> None:
         (dict(gen_length=0, block_length=4, steps=4), "gen_length must be a positive integer"),
         (dict(remasking="entropy"), "unknown remasking strategy 'entropy'"),
         (dict(temperature=-1.0), "temperature must be >= 0"),
+        (dict(cfg_scale=-0.5), "cfg_scale must be >= 0"),
         (dict(fill_after_eos=True), "fill_after_eos=True needs eos_id"),
         (dict(prompt_cache=True), "prompt_cache=True needs a model with KV-cache support"),
         (dict(attention_mask=torch.ones(2, 4)), "attention_mask shape"),
