@@ -167,6 +167,9 @@ def _check_points(n_params, n_tokens, loss) -> tuple[np.ndarray, np.ndarray, np.
     bad = ~(np.isfinite(n) & np.isfinite(d) & np.isfinite(y) & (n > 0) & (d > 0) & (y > 0))
     if bad.any():
         raise ValueError(f"{int(bad.sum())} points have a non-finite or non-positive N, D or loss; drop them first")
+    for name, values in (("N (n_params)", n), ("D (n_tokens)", d)):
+        if len(np.unique(values)) < 2:  # A/N^alpha (or B/D^beta) is then a constant: alpha is not identified
+            raise ValueError(f"all points share one {name} value: the law needs >= 2 distinct values of N and of D")
     return np.log(n), np.log(d), np.log(y)
 
 

@@ -24,13 +24,14 @@ import numpy as np
 
 from llada_lightning.scaling.bootstrap import bootstrap
 from llada_lightning.scaling.collect import Table
-from llada_lightning.scaling.frontier import Frontier, fit_frontier
+from llada_lightning.scaling.frontier import ALPHA_MAX, Frontier, fit_frontier
 from llada_lightning.scaling.isoflop import IsoFLOPFit, fit_isoflop, fit_parabola, group_budgets
 from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
 from llada_lightning.scaling.parametric import fit_parametric
 
 MIN_PARAMETRIC_POINTS = 10
 MIN_IRREDUCIBLE_POINTS = 5  # frontier="auto": fit E only with this many frontier points
+ALPHA_FLAT = 1e-3  # a frontier exponent at or below this is flat: 10x the compute buys < 0.25% of loss
 EDGE_FRACTION = 0.1  # warn when a used vertex lies this close (fraction of the grid's log span) to either end
 
 # A coarse sub-grid of the specified starts, used (with the full-data optimum) for parametric bootstrap refits.
@@ -220,6 +221,11 @@ def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings,
     except ValueError as err:
         warnings.append(f"frontier: {err}")
         return {"error": str(err), "source": source}, None
+    if fr.alpha <= ALPHA_FLAT or fr.alpha >= ALPHA_MAX * (1 - 1e-6):
+        warnings.append(
+            f"frontier: alpha = {fr.alpha:.3g} (<= {ALPHA_FLAT:g}, or at the fit's bound {ALPHA_MAX:g}): the loss "
+            "does not fall with compute as a power law here, so k(C) and extrapolations from it mean nothing"
+        )
     out = {
         "source": source,
         "irreducible": irreducible,

@@ -177,5 +177,9 @@ def test_bad_inputs_raise_clear_errors():
         fit_parametric([1e8, 1e9], [1e10, 1e11], [3.0, 2.9])
     with pytest.raises(ValueError, match="non-finite or non-positive"):
         fit_parametric([1e8] * 6, [1e10] * 6, [3.0, np.nan, 3, 3, 3, 3])
+    with pytest.raises(ValueError, match="one N .* value"):  # one size: A / N^alpha is a constant
+        fit_parametric([1e8] * 6, [1e9, 2e9, 4e9, 8e9, 16e9, 32e9], [3.0, 2.9, 2.8, 2.7, 2.6, 2.5])
+    with pytest.raises(ValueError, match="one D .* value"):
+        fit_parametric([1e7, 2e7, 4e7, 8e7, 16e7, 32e7], [1e9] * 6, [3.0, 2.9, 2.8, 2.7, 2.6, 2.5])
     with pytest.raises(ValueError, match="reduction"):
         parametric_objective(TRUTH, np.zeros(3), np.zeros(3), np.zeros(3), reduction="median")

@@ -63,3 +63,17 @@ def test_study_without_bootstrap_or_second_objective(tmp_path, rng):
     fr = study["objectives"]["arm"]["frontier"]
     assert not fr["irreducible"] and fr["E"] == 0.0 and "interval" not in fr
     json.dumps(study, allow_nan=False)
+
+
+def test_a_frontier_that_does_not_fall_with_compute_is_warned(tmp_path):
+    # every budget's parabola has its minimum 3.0 at a different N: L*(C) is flat, alpha = 0
+    for j, budget in enumerate(BUDGETS):
+        centre = 8.0 + 0.5 * j
+        for i, log_n in enumerate(centre + np.linspace(-0.6, 0.6, 5)):
+            n = 10**log_n
+            loss = 3.0 + 0.1 * (log_n - centre) ** 2
+            write_run(tmp_path, f"b{j}-{i}", result_record("arm", n, budget / (6 * n), loss, budget))
+    study = fit_study(collect(tmp_path, verbose=False), n_bootstrap=0, parametric=False)
+    fr = study["objectives"]["arm"]["frontier"]
+    assert abs(fr["alpha"]) < 1e-3
+    assert any("does not fall with compute" in w for w in study["warnings"]), study["warnings"]
