@@ -24,21 +24,23 @@ Model = Callable[..., Any]
 def mask_passing(model: Model) -> tuple[str, bool]:
     """How `model` takes an attention mask: ("keyword" | "positional" | "none", whether it is required).
 
-    Read from the callable's signature (an `nn.Module`'s is its `forward`'s); a callable without a readable
-    signature gets the mask as the `attention_mask` keyword, and only when there is one.
+    Read from the callable's signature (an `nn.Module`'s is its class's `forward`, read once per class); a
+    callable without a readable signature gets the mask as the `attention_mask` keyword, and only when there is one.
     """
-    key = type(model) if isinstance(model, torch.nn.Module) else model
-    try:
-        return _mask_passing(key, model)
-    except TypeError:  # an unhashable callable: no caching
-        return _mask_passing.__wrapped__(key, model)
+    if isinstance(model, torch.nn.Module):
+        return _module_mask_passing(type(model))
+    return _read_signature(model, skip_self=False)
 
 
-@functools.lru_cache(maxsize=256)
-def _mask_passing(key: Any, model: Model) -> tuple[str, bool]:
+@functools.cache
+def _module_mask_passing(cls: type) -> tuple[str, bool]:
+    return _read_signature(cls.forward, skip_self=True)
+
+
+def _read_signature(fn: Callable[..., Any], *, skip_self: bool) -> tuple[str, bool]:
     empty = inspect.Parameter.empty
     try:
-        params = list(inspect.signature(model).parameters.values())
+        params = list(inspect.signature(fn).parameters.values())[int(skip_self) :]
     except (TypeError, ValueError):
         return "keyword", False
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
