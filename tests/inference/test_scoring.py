@@ -107,3 +107,24 @@ def test_is_greedy_llada_decodes_with_the_guidance_of_its_likelihood():
     assert is_greedy(loaded, prompt, [1, 1, 1], cfg_scale=1.0) and not is_greedy(
         loaded, prompt, [0, 0, 0], cfg_scale=1.0
     )
+
+
+def test_is_greedy_llada_commits_one_token_per_step_most_confident_first():
+    """LLaDA's `suffix_greedy_prediction` (eval_llada.py): all answer positions masked, then per step the single most
+    confident argmax is committed and the model is run again. Here the second answer position is sure of token 3;
+    the first predicts token 4 while the second is masked and token 5 once it shows 3. Greedy one at a time: the
+    second position first (more confident), then the first sees it: [5, 3]. All tokens in one step, or left to
+    right one at a time, would give [4, 3]."""
+    mask_id, prompt = 9, [1, 2]
+
+    def model(input_ids):
+        logits = torch.zeros(*input_ids.shape, 9)
+        second_visible = input_ids[:, 3] == 3
+        logits[:, 2, 4] = torch.where(second_visible, 0.0, 1.0)  # p = e / (e + 8) = 0.25 while masked
+        logits[:, 2, 5] = torch.where(second_visible, 1.0, 0.0)
+        logits[:, 3, 3] = 5.0  # p = e^5 / (e^5 + 8) = 0.95
+        return logits
+
+    loaded = types.SimpleNamespace(model=model, is_causal=False, device="cpu", mask_id=mask_id)
+    assert is_greedy(loaded, prompt, [5, 3]), "one token per step, most confident first, decodes [5, 3]"
+    assert not is_greedy(loaded, prompt, [4, 3])

@@ -37,7 +37,7 @@ def masked_ce_sums(model, prompt, answer) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def exact_discrete(model, prompt, answer) -> float:
-    """-sum_{l=1..L} (1/L)(L/l)(1/C(L,l)) sum_{|M|=l} sum_{i in M} -log p(x_i | x_M masked) (SPEC 3)."""
+    """-sum_{l=1..L} (1/L)(L/l)(1/C(L,l)) sum_{|M|=l} sum_{i in M} -log p(x_i | x_M masked) (LLaDA, Nie et al. 2025)."""
     sizes, sums = masked_ce_sums(model, prompt, answer)
     length = len(answer)
     weights = torch.tensor([1 / (l * math.comb(length, l)) for l in sizes.tolist()], dtype=torch.float64)
@@ -71,6 +71,33 @@ class Recorder:
         return torch.zeros(*input_ids.shape, self.vocab)
 
 
+class MaskAware:
+    """A toy model whose loss at each position tells whether that position was masked, so that an estimator scoring
+    the wrong positions gets a different value. The target token (the prompt token, or the answer token) gets
+    probability `visible_q` where the input shows a token and `masked_q[l - 1]` where it shows the mask, l being the
+    number of masked tokens in the row; the other V - 1 tokens share the rest. So every masked token of a row costs
+    exactly -log masked_q[l - 1] and every visible one -log visible_q, whatever the context. Records its inputs."""
+
+    def __init__(self, prompt, answer, masked_q=(0.5,), visible_q: float = 0.01, vocab: int = 50) -> None:
+        self.target = torch.cat((prompt, answer))
+        self.masked_q = torch.tensor(masked_q, dtype=torch.float64)
+        self.visible_q, self.vocab, self.inputs = visible_q, vocab, []
+
+    def __call__(self, input_ids):
+        self.inputs.append(input_ids.clone())
+        masked = input_ids == MASK
+        count = masked.sum(dim=1, keepdim=True).clamp(1, len(self.masked_q))
+        q = torch.where(masked, self.masked_q[count - 1].expand_as(masked), self.visible_q)  # [B, T]
+        log_probs = ((1 - q) / (self.vocab - 1)).log()[..., None].repeat(1, 1, self.vocab)
+        log_probs.scatter_(-1, self.target.expand_as(input_ids)[..., None], q.log()[..., None])
+        return log_probs.float()
+
+
+def masked_counts(model) -> torch.Tensor:
+    """[num_draws] number of masked answer tokens in every draw the model saw (its recorded inputs)."""
+    return torch.cat([(batch[:, len(PROMPT) :] == MASK).sum(dim=1) for batch in model.inputs])
+
+
 # ----------------------------------------------------------------------------------------------- unbiasedness
 
 
@@ -90,9 +117,10 @@ def test_discrete_estimator_matches_exact_enumeration() -> None:
     assert abs(unweighted - exact) > 10 * result.stderr
 
 
-def test_continuous_estimator_matches_exact_enumeration() -> None:
+@pytest.mark.parametrize("eps", [1e-3, 0.25])
+def test_continuous_estimator_matches_exact_enumeration(eps: float) -> None:
+    # eps = 0.25: the weight 1/p and 1/t differ at every t (with 1/t the expectation is infinite)
     model = tiny()
-    eps = 1e-3
     exact = exact_continuous(model, PROMPT, ANSWER, eps)
     result = log_likelihood(
         model,
@@ -177,6 +205,102 @@ def test_cfg_masks_the_prompt_only_in_the_unconditional_half() -> None:
     assert batch.shape == (8, 7)
     assert torch.equal(batch[:4, :3], PROMPT.expand(4, -1)) and (batch[4:, :3] == MASK).all()
     assert torch.equal(batch[:4, 3:], batch[4:, 3:])
+
+
+def test_every_draw_scores_exactly_the_masked_answer_tokens() -> None:
+    # each masked token costs -log 0.5 and each visible one -log 0.01, so a draw is -(L/l) * l * log 2 = -L log 2
+    # whatever its l and mask; scoring the visible answer tokens too (or instead, or shifted by one) changes that
+    model = MaskAware(PROMPT, ANSWER, masked_q=(0.5,))
+    result = log_likelihood(
+        model, PROMPT, ANSWER, mask_id=MASK, mc_num=24, batch_size=8, generator=torch.Generator().manual_seed(0)
+    )
+    assert set(masked_counts(model).tolist()) == {1, 2, 3, 4}  # the draws cover partial masks
+    assert result.mean == pytest.approx(-4 * math.log(2), rel=1e-6)
+    assert result.stderr < 1e-6
+
+
+def test_discrete_estimate_is_exact_when_the_batch_is_a_multiple_of_the_answer_length() -> None:
+    """A masked token costs -log q_l when l answer tokens are masked. Then a draw is -(L/l) * l * (-log q_l)
+    = L log q_l, and the expectation (l uniform on {1..L}, LLaDA `get_log_likelihood.py`) is sum_l log q_l.
+    A batch of b = 2L draws stratified in l holds every l exactly twice, so each batch's mean, and the estimate,
+    is that expectation with no Monte Carlo error. LLaDA's rounded stratification
+    (`torch.round(torch.linspace(k, k + (b-1) L/b, b))`, half to even) gives this batch l = {1, 2, 2, 2, 3, 4, 4, 4}
+    (for k = 1) and a biased estimate."""
+    q = (0.9, 0.5, 0.2, 0.05)
+    model = MaskAware(PROMPT, ANSWER, masked_q=q)
+    result = log_likelihood(
+        model, PROMPT, ANSWER, mask_id=MASK, mc_num=32, batch_size=8, generator=torch.Generator().manual_seed(0)
+    )
+    exact = sum(math.log(x) for x in q)
+    assert result.mean == pytest.approx(exact, rel=1e-6), f"estimate {result.mean} != expectation {exact}"
+
+
+@pytest.mark.parametrize(("length", "batch"), [(4, 8), (4, 4), (4, 6), (3, 8), (5, 2), (6, 9), (2, 7)])
+def test_l_is_stratified_evenly_within_every_batch(length: int, batch: int) -> None:
+    """Within each batch of draws every l in {1..L} occurs floor(b/L) or ceil(b/L) times (exactly b/L when L
+    divides b): the point of stratifying. LLaDA's rounding does not: at (L, b) = (4, 8) its batches hold l = 2 and 4
+    three times each and l = 1 and 3 once."""
+    answer = torch.arange(10, 10 + length)
+    model = Recorder()
+    log_likelihood(model, PROMPT, answer, mask_id=MASK, mc_num=batch * 40, batch_size=batch,
+                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    low, high = batch // length, -(-batch // length)
+    for draws in model.inputs:
+        counts = torch.bincount((draws[:, len(PROMPT) :] == MASK).sum(dim=1), minlength=length + 1)
+        assert counts[0] == 0 and len(counts) == length + 1, f"l outside 1..{length}: {counts.tolist()}"
+        assert all(low <= c <= high for c in counts[1:].tolist()), f"counts of l = 1..{length}: {counts[1:].tolist()}"
+
+
+def test_each_draw_of_a_batch_has_a_uniform_l() -> None:
+    """The marginal of l at every draw position j of a batch is uniform on {1..L} (what makes each draw, and so the
+    mean, unbiased). Pearson chi-square over 500 batches of b = 8 draws, L = 4, summed over the 8 positions:
+    chi2(24) exceeds 72.2 with probability 1e-6. With LLaDA's rounding the odd positions only ever get l = 2 or 4
+    (k + j/2 is a half-integer and rounds to even), which alone makes the statistic about 4 * 500 = 2000."""
+    length, batch, batches = 4, 8, 500
+    model = Recorder()
+    log_likelihood(model, PROMPT, ANSWER, mask_id=MASK, mc_num=batch * batches, batch_size=batch,
+                   generator=torch.Generator().manual_seed(0))  # fmt: skip
+    l = masked_counts(model).view(batches, batch)
+    counts = torch.stack([torch.bincount(l[:, j], minlength=length + 1)[1:] for j in range(batch)]).double()
+    expected = batches / length
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert counts.sum() == batch * batches
+    assert chi2 < 72.2, f"chi-square {chi2:.1f} (24 dof); counts of l = 1..4 per draw position:\n{counts}"
+
+
+def test_continuous_draws_match_a_hand_computed_reference() -> None:
+    """One batch of 8 draws recomputed by hand in float64, as SMDM `evaluate_diff.py` (`_forward_process`,
+    `_eval_target_nll_mc`: CE / p_mask): t_j = (u + j/8) mod 1 with u the generator's first float64 uniform (SMDM
+    draws `u0` before the masks), p_j = (1 - eps) t_j + eps, draw_j = -(1/p_j) * sum over the masked answer tokens
+    of -log p(x_i | x_t), the masks read from what the model saw. With this seed the smallest t is 0.029 and its
+    draw has a masked token, where p/t - 1 = 0.033: weighting by 1/t instead of 1/p moves the mean by 1.3e-2
+    relative; the tolerance is 1e-6 (the estimator's float32 cross-entropy agrees with this float64 one to ~1e-8)."""
+    model, eps, batch = tiny(), 1e-3, 8
+    answer = torch.tensor([5, 11, 29, 8, 40, 2, 17, 33, 21, 6, 14, 47])
+    seen = []
+
+    def recording(input_ids):
+        seen.append(input_ids.clone())
+        return model(input_ids)
+
+    seed = 7
+    gen = torch.Generator().manual_seed(seed)
+    kwargs = dict(mask_id=MASK, mc_num=batch, batch_size=batch, method="continuous", eps=eps, generator=gen)
+    result = log_likelihood(recording, PROMPT, answer, **kwargs)
+    (noisy,) = seen
+    u = torch.rand(1, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)).item()
+    t = [(u + j / batch) % 1.0 for j in range(batch)]
+    p = [(1 - eps) * tj + eps for tj in t]
+    masked = noisy[:, len(PROMPT) :] == MASK
+    with torch.no_grad():
+        log_probs = model(noisy)[:, len(PROMPT) :].double().log_softmax(-1)
+    nll = -log_probs.gather(-1, answer.expand(batch, -1)[..., None]).squeeze(-1)
+    sums = [(nll[j] * masked[j]).sum().item() for j in range(batch)]
+    reference = sum(-s / pj for s, pj in zip(sums, p, strict=True)) / batch
+    with_1_over_t = sum(-s / tj for s, tj in zip(sums, t, strict=True)) / batch
+    assert masked[t.index(min(t))].any() and min(t) < 0.05
+    assert abs(with_1_over_t / reference - 1) > 100 * 1e-6  # the tolerance below separates the two weights
+    assert result.mean == pytest.approx(reference, rel=1e-6), f"{result.mean} != {reference} (1/t: {with_1_over_t})"
 
 
 def test_invalid_arguments() -> None:
