@@ -31,7 +31,10 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = False
     mask_token_id: int | None = None
-    init_std: float = 0.02
+    # weight init scheme (models/initialization.py): gpt2 (normal(0, init_std), residual projections
+    # init_std / sqrt(2 n_layers)) | smdm (SMDM lit_gpt `_init_weights`) | llada (OLMo "mitchell", LLaDA-8B)
+    init: str = "gpt2"
+    init_std: float = 0.02  # init=gpt2 only; smdm and llada derive every std from d_model, d_ff and n_layers
 
     @property
     def head_dim(self) -> int:
@@ -98,7 +101,9 @@ class TrainConfig:
     batch_size: int = 16  # sequences per device per micro-step
     accumulate_grad_batches: int = 1
     max_steps: int | None = None  # exactly one of max_steps and flops_budget is set
-    flops_budget: float | None = None  # training FLOPs; steps = budget / (flops per token * tokens per step)
+    # training FLOPs; steps = budget / (flops per token * tokens per step), counting every step at full length:
+    # LLaDA's random-length steps then spend slightly less (result.json counts what was spent)
+    flops_budget: float | None = None
     flops_convention: str = "6N"  # how flops_budget is counted: "6N" (Kaplan/SMDM) or "full" (SPEC 5)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine/wsd end at lr * min_lr_ratio (SMDM: 10%)

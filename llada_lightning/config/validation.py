@@ -16,6 +16,7 @@ WEIGHTING = ("elbo", "unweighted")
 CONVENTIONS = ("6N", "full")
 LR_SCHEDULES = ("cosine", "wsd", "constant")
 BACKENDS = ("sdpa", "math", "flash")
+INITS = ("gpt2", "smdm", "llada")  # = models.initialization.INIT_SCHEMES (kept torch-free here)
 SOURCES = ("embedded", "hf")
 STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "single_device")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -75,6 +76,11 @@ def _validate_model(cfg: RunConfig) -> None:
         raise ConfigError(f"head dim d_model/n_heads={m.head_dim} is odd; RoPE needs an even head dimension")
     _positive("model.rope_theta", m.rope_theta)
     _positive("model.norm_eps", m.norm_eps)
+    if m.init not in INITS:
+        raise ConfigError(
+            f"model.init={m.init!r} is not an init scheme; set model.init to one of: {', '.join(INITS)} "
+            "(gpt2: normal(0, init_std) with scaled residuals; smdm: SMDM's; llada: OLMo mitchell, LLaDA-8B's)"
+        )
     _positive("model.init_std", m.init_std)
     if m.mask_token_id is not None and not 0 <= m.mask_token_id < m.vocab_size:
         raise ConfigError(

@@ -14,7 +14,6 @@ the cached ones (RoPE positions continue from `cache.length` unless `positions` 
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -28,9 +27,8 @@ from llada_lightning.models.attention import (
     cached_attention_mask,
     check_backend,
 )
+from llada_lightning.models.initialization import check_init, init_weights
 from llada_lightning.models.layers import RMSNorm, SwiGLU, rope_cos_sin
-
-RESIDUAL_PROJECTIONS = ("wo", "w2")  # outputs written into the residual stream (scaled init)
 
 
 class Block(nn.Module):
@@ -75,16 +73,9 @@ class Transformer(nn.Module):
 
     @torch.no_grad()
     def init_weights(self) -> None:
-        """normal(0, init_std) for linear and embedding weights, init_std / sqrt(2 n_layers) for the
-        residual projections (GPT-2 / Megatron scaled init), RMSNorm weights 1."""
-        std = self.config.init_std
-        residual_std = std / math.sqrt(2 * self.config.n_layers)
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                is_residual = name.rsplit(".", 1)[-1] in RESIDUAL_PROJECTIONS
-                nn.init.normal_(module.weight, mean=0.0, std=residual_std if is_residual else std)
-            elif isinstance(module, RMSNorm):
-                module.reset_parameters()
+        """Initialise every weight with the scheme `config.init` (`models/initialization.py`): `gpt2`
+        (default), `smdm` or `llada`; RMSNorm weights 1."""
+        init_weights(self, self.config)
 
     def new_kv_cache(self) -> KVCache:
         """An empty `KVCache` for this model (inference only)."""
@@ -159,6 +150,7 @@ def build_model(
 
 
 def _validate(config: ModelConfig) -> None:
+    check_init(config.init)
     if config.d_model % config.n_heads:
         raise ValueError(f"d_model={config.d_model} must be divisible by n_heads={config.n_heads}")
     if config.head_dim % 2:
