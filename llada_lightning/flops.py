@@ -41,19 +41,35 @@ def param_counts(cfg: ModelConfig) -> tuple[int, int]:
     return non_embedding, non_embedding + embedding + head
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "full", training: bool = True) -> float:
-    """FLOPs per token for a context of `seq_len`; training = forward + backward (3 x forward)."""
+def forward_flops_terms(cfg: ModelConfig, convention: str) -> tuple[int, int]:
+    """(a, b): forward FLOPs of one token attending over a context of L tokens are `a + b * L` (exact ints)."""
     if convention == "6N":
-        forward = 2 * param_counts(cfg)[0]  # Kaplan et al. 2020: 2N per token forward, N non-embedding
-    elif convention == "full":
-        forward = (
+        return 2 * param_counts(cfg)[0], 0  # Kaplan et al. 2020: 2N per token forward, N non-embedding
+    if convention == "full":
+        per_token = (
             2 * matmul_params(cfg)  # one multiply-add per matmul weight (Chinchilla App. F)
             + 2 * cfg.d_model * cfg.vocab_size  # output head; the embedding lookup costs 0
-            + 4 * cfg.n_layers * seq_len * cfg.n_heads * cfg.head_dim  # QK^T and AV, dense (PaLM, torchtitan)
         )
-    else:
-        raise ValueError(f"unknown FLOP convention {convention!r}; valid: {', '.join(map(repr, CONVENTIONS))}")
+        per_context = 4 * cfg.n_layers * cfg.n_heads * cfg.head_dim  # QK^T and AV, dense (PaLM, torchtitan)
+        return per_token, per_context
+    raise ValueError(f"unknown FLOP convention {convention!r}; valid: {', '.join(map(repr, CONVENTIONS))}")
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, convention: str = "full", training: bool = True) -> float:
+    """FLOPs per token for a context of `seq_len`; training = forward + backward (3 x forward)."""
+    a, b = forward_flops_terms(cfg, convention)
+    forward = a + b * seq_len
     return float(3 * forward if training else forward)  # backward = 2 x forward (Kaplan; Chinchilla)
+
+
+def training_flops(cfg: ModelConfig, tokens: int, token_context: int, convention: str) -> float:
+    """Training FLOPs of sequences of any lengths L_s: sum_s L_s * flops_per_token(L_s), computed exactly.
+
+    `tokens` = sum_s L_s and `token_context` = sum_s L_s^2 (each token times the context it attends over), so
+    sequences of mixed lengths (LLaDA's random-length steps) are counted with their own attention cost.
+    """
+    a, b = forward_flops_terms(cfg, convention)
+    return float(3 * (a * tokens + b * token_context))  # backward = 2 x forward (Kaplan; Chinchilla)
 
 
 def tokens_for_budget(flops_budget: float, cfg: ModelConfig, seq_len: int, convention: str) -> float:

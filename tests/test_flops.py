@@ -19,6 +19,7 @@ from llada_lightning.flops import (
     param_counts,
     steps_for_budget,
     tokens_for_budget,
+    training_flops,
 )
 from llada_lightning.models import build_model
 
@@ -148,6 +149,29 @@ def test_6n_convention(name: str) -> None:
     for convention in ("6N", "full"):
         training = flops_per_token(cfg, 2048, convention, training=True)
         assert flops_per_token(cfg, 2048, convention, training=False) == training / 3
+
+
+def test_training_flops_of_mixed_lengths_by_hand() -> None:
+    """Sequences of lengths L_s cost sum_s L_s * (per-token FLOPs at context L_s): the attention term is per length."""
+    d, f, v, n_layers = 32, 80, 50, 2
+    lengths = [16, 1, 7, 16, 3]
+    full = sum(3 * (2 * n_layers * (4 * d * d + 3 * d * f) + 2 * d * v + 4 * n_layers * t * d) * t for t in lengths)
+    n = n_layers * (4 * d * d + 3 * d * f + 2 * d) + d
+    tokens, context = sum(lengths), sum(t * t for t in lengths)
+    assert training_flops(SMALL, tokens, context, "full") == full
+    assert training_flops(SMALL, tokens, context, "6N") == 6 * n * tokens
+    # at one length it is exactly (to the bit) tokens x flops_per_token, the count of full-length runs
+    cfg = LADDER["llada-8b"]
+    tokens = 123_456 * 4096 * 256
+    for convention in ("6N", "full"):
+        assert training_flops(cfg, tokens, tokens * 4096, convention) == tokens * flops_per_token(cfg, 4096, convention)
+
+
+def test_training_flops_of_mixed_lengths_match_flop_counter() -> None:
+    lengths = [48, 5, 20]
+    measured = sum(measured_training_flops(SMALL, batch=1, seq_len=t) for t in lengths)
+    predicted = training_flops(SMALL, sum(lengths), sum(t * t for t in lengths), "full")
+    assert abs(measured / predicted - 1) < 0.02
 
 
 def test_unknown_convention() -> None:

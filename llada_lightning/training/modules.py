@@ -16,7 +16,7 @@ from torchmetrics import SumMetric
 
 from llada_lightning.config.schema import RunConfig
 from llada_lightning.config.validation import CONVENTIONS, tokens_per_step, total_steps
-from llada_lightning.flops import flops_per_token, param_counts
+from llada_lightning.flops import flops_per_token, param_counts, training_flops
 from llada_lightning.models import build_model
 from llada_lightning.objectives import build_objective
 from llada_lightning.training.lr_schedule import lr_multiplier, warmup_steps
@@ -29,6 +29,21 @@ VALIDATION_SEED = 20250214
 def step_seed(*parts: int) -> int:
     """A 63-bit seed from integers (seed, step, micro-batch, rank): stateless, hence exact on resume."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclasses.dataclass
+class TrainedTokens:
+    """What the first `steps` optimizer steps trained on, summed over every rank and micro-batch (exact ints).
+
+    `tokens` = sum over sequences of the length L each was trained at; `token_context` = sum of L^2 (tokens
+    times the context they attend over: the attention term of the "full" FLOP convention). LLaDA's
+    random-length micro-batches (`objective.random_length_prob`; each rank and micro-batch draws its own)
+    make both smaller than steps x tokens per step.
+    """
+
+    steps: int = 0
+    tokens: int = 0
+    token_context: int = 0
 
 
 class BaseModule(L.LightningModule):
@@ -59,13 +74,14 @@ class BaseModule(L.LightningModule):
         self.tokens_per_step = tokens_per_step(cfg)
         self.n_nonemb, self.n_total = param_counts(cfg.model)
         self.flops_per_token = {c: flops_per_token(cfg.model, cfg.data.seq_len, c) for c in CONVENTIONS}
+        self.trained = TrainedTokens()  # counted in training_step, saved in checkpoints
         self.val_nll = SumMetric()
         self.val_tokens = SumMetric()
         self.last_val: dict[str, float] = {}
         self.initial_val: dict[str, float] = {}  # the untrained model's score (train.validate_at_start)
         self.wall_time_before = 0.0  # seconds spent in earlier (pre-resume) segments of this run
         self._fit_start = time.perf_counter()
-        self._last_log: tuple[float, int] | None = None
+        self._last_log: tuple[float, int, int] | None = None  # (time, step, tokens) of the last log
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -76,10 +92,15 @@ class BaseModule(L.LightningModule):
         gen.manual_seed(step_seed(*parts))
         return gen
 
+    def _step_generator(self, step: int, micro: int, rank: int) -> torch.Generator:
+        """The generator of (step, micro-batch, rank): all of that micro-batch's randomness comes from it."""
+        return self._generator(self.cfg.train.seed, step, micro, rank)
+
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         micro = batch_idx % self.cfg.train.accumulate_grad_batches
-        gen = self._generator(self.cfg.train.seed, self.global_step, micro, self.global_rank)
+        gen = self._step_generator(self.global_step, micro, self.global_rank)
         out = self.objective.training_loss(self.model, batch, gen)
+        self._count_micro_batch(micro, int(out["seq_len"]))
         loss = out["loss"]
         if self.cfg.train.loss_guard and self._any_rank_non_finite(loss):
             raise FloatingPointError(
@@ -96,9 +117,51 @@ class BaseModule(L.LightningModule):
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         return bad
 
+    # -- what was trained: tokens and FLOPs -------------------------------------------------------------
+    def _random_lengths(self) -> bool:
+        """Whether some micro-batches train on a shorter length (LLaDA's random-length steps)."""
+        return hasattr(self.objective, "sample_length") and self.cfg.objective.random_length_prob > 0
+
+    def micro_batch_length(self, step: int, micro: int, rank: int) -> int:
+        """The sequence length that (step, micro, rank) trains on, redrawn from its generator.
+
+        `LLaDAObjective.training_loss` draws the length first from that generator (objectives/llada.py), so
+        the same call on a fresh generator of the same seed, on the same device type, gives the same length.
+        """
+        seq_len = self.cfg.data.seq_len
+        if not self._random_lengths():
+            return seq_len
+        return int(self.objective.sample_length(seq_len, self._step_generator(step, micro, rank)))  # type: ignore[attr-defined]
+
+    def _count_micro_batch(self, micro: int, length: int) -> None:
+        """Add this micro-batch of every rank to `self.trained`: this rank's `length` as trained, the others'
+        redrawn from their generators (no communication), so every rank holds the same count."""
+        t = self.cfg.train
+        step = self.global_step
+        if micro == 0 and self.trained.steps != step:  # a checkpoint without the count: recount from step 0
+            self.trained = self.count_trained(step)
+        for rank in range(t.devices * t.num_nodes):
+            used = length if rank == self.global_rank else self.micro_batch_length(step, micro, rank)
+            self.trained.tokens += t.batch_size * used
+            self.trained.token_context += t.batch_size * used * used
+        if micro == t.accumulate_grad_batches - 1:
+            self.trained.steps += 1
+
+    def count_trained(self, steps: int) -> TrainedTokens:
+        """`TrainedTokens` of the first `steps` optimizer steps, recomputed from the generators' seeds."""
+        t = self.cfg.train
+        count = TrainedTokens(steps=steps)
+        for step in range(steps):
+            for micro in range(t.accumulate_grad_batches):
+                for rank in range(t.devices * t.num_nodes):
+                    used = self.micro_batch_length(step, micro, rank)
+                    count.tokens += t.batch_size * used
+                    count.token_context += t.batch_size * used * used
+        return count
+
     def on_train_start(self) -> None:
         self._fit_start = time.perf_counter()
-        self._last_log = (self._fit_start, self.global_step)
+        self._last_log = (self._fit_start, self.global_step, self.trained.tokens)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         step = self.global_step
@@ -107,10 +170,11 @@ class BaseModule(L.LightningModule):
             return
         now = time.perf_counter()
         metrics = self.progress_metrics(step)
+        tokens = self.trained.tokens
         if self._last_log is not None and step > self._last_log[1]:
             dt = now - self._last_log[0]
-            metrics["perf/tokens_per_s"] = (step - self._last_log[1]) * self.tokens_per_step / max(dt, 1e-9)
-        self._last_log = (now, step)
+            metrics["perf/tokens_per_s"] = (tokens - self._last_log[2]) / max(dt, 1e-9)
+        self._last_log = (now, step, tokens)
         metrics["lr"] = self.optimizers().param_groups[0]["lr"]  # type: ignore[union-attr]
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "samples_consumed_to_epochs"):
@@ -119,11 +183,16 @@ class BaseModule(L.LightningModule):
         self.log_dict(metrics, on_step=True, logger=True)
 
     def progress_metrics(self, step: int) -> dict[str, float]:
-        """Tokens and cumulative training FLOPs (both conventions, SPEC 5) after `step` optimizer steps."""
-        tokens = float(step * self.tokens_per_step)
-        metrics = {"progress/tokens": tokens, "progress/step": float(step)}
-        for convention, per_token in self.flops_per_token.items():
-            metrics[f"progress/flops_{convention}"] = tokens * per_token
+        """Tokens and cumulative training FLOPs (both conventions) actually trained in `step` optimizer steps.
+
+        Random-length micro-batches count at their own length L, in tokens and in the attention term of the
+        "full" convention (`flops.training_flops`).
+        """
+        trained = self.trained if self.trained.steps == step else self.count_trained(step)
+        metrics = {"progress/tokens": float(trained.tokens), "progress/step": float(step)}
+        for convention in self.flops_per_token:
+            flops = training_flops(self.cfg.model, trained.tokens, trained.token_context, convention)
+            metrics[f"progress/flops_{convention}"] = flops
         return metrics
 
     def wall_time(self) -> float:
@@ -132,10 +201,13 @@ class BaseModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["llada_wall_time"] = self.wall_time()
         checkpoint["llada_initial_val"] = self.initial_val
+        checkpoint["llada_trained"] = dataclasses.asdict(self.trained)  # saved at a step boundary: complete steps
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.wall_time_before = float(checkpoint.get("llada_wall_time", 0.0))
         self.initial_val = dict(checkpoint.get("llada_initial_val", {}))
+        # absent in older checkpoints: the first training step then recounts from the seeds
+        self.trained = TrainedTokens(**checkpoint.get("llada_trained", {}))
 
     # -- validation -------------------------------------------------------------------------------------
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:

@@ -136,6 +136,10 @@ def test_sigkill_mid_training_then_resume_gives_identical_weights(tmp_path: Path
     a = json.loads((reference / "result.json").read_text())
     b = json.loads((killed / "result.json").read_text())
     assert a["val_loss"] == b["val_loss"] and a["steps"] == b["steps"] == 60
+    # the random-length micro-batches (20% of them) are counted at their own length, the same after the kill
+    assert a["tokens"] < 60 * 2 * 8 * 64
+    for key in ("tokens", "flops_6N", "flops_full"):
+        assert a[key] == b[key], key
 
 
 def test_loss_guard_stops_on_nan_and_keeps_the_checkpoint(tmp_path: Path) -> None:
