@@ -54,7 +54,7 @@ def result_record(objective, n, d, loss, budget, *, status="done", seed=0, name=
         "status": status,
         "objective": objective,
         "model": name or f"m{n:.3g}",
-        "signature": f"{objective}-{n:.4g}-{budget:.3g}",
+        "signature": f"{objective}-{n:.4g}-{d:.4g}-{budget:.3g}-{seed}-{loss}",  # unique per run, as a config hash
         "seed": seed,
         "N_nonemb": int(n),
         "N_total": int(n * 1.1),

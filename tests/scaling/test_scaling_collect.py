@@ -122,8 +122,10 @@ def test_degenerate_sweep_is_an_error_not_a_wrong_answer(tmp_path, rng):
     study = fit_study(table, n_bootstrap=0, parametric=False)
     iso = study["objectives"]["arm"]["isoflop"]
     assert "a" not in iso and "has only 1 model sizes" in iso["error"]
-    assert study["objectives"]["arm"]["frontier"]["source"] == "budget_minimum"  # said, not hidden
-    assert any("no IsoFLOP vertices" in w for w in study["warnings"])
+    # nor is the lowest loss of a budget with one size a frontier point: no law at all, said, not hidden
+    frontier = study["objectives"]["arm"]["frontier"]
+    assert frontier["source"] == "budget_minimum" and "error" in frontier
+    assert any("4 budgets with fewer than 2 sizes left out" in w for w in study["warnings"]), study["warnings"]
 
 
 def test_write_csv_is_atomic_and_round_trips(tmp_path, rng, monkeypatch):
@@ -196,3 +198,84 @@ def test_csv_diverged_rows_are_flagged(tmp_path):
     pts = read_points(tmp_path / "p.csv")
     assert list(pts.column("status")) == ["done", "diverged", "done"]
     assert math.isnan(pts.column("loss")[1])
+
+
+def test_every_bad_csv_row_is_listed_with_its_row_and_column(tmp_path):
+    rows = [
+        "N,D,C,loss",
+        "1e8,1e10,6e18,3.0",  # row 1: good
+        "-1e8,1e10,6e18,3.0",  # row 2: N negative
+        "1e8,1e10,6e18,-0.5",  # row 3: loss negative
+        "1e8,1e10,abc,3.0",  # row 4: C not a number
+        "1e8,1e10,0,3.0",  # row 5: C = 0
+        "1e8,1e10,9e18,3.0",  # row 6: C = 1.5 x 6ND
+        "2e8,1e10,,3.1",  # row 7: no C: derived as 6ND, used
+        "1e8,1e10,6e18,3.0",  # row 8: a copy of row 1
+        ",1e10,6e18,3.0",  # row 9: N empty
+        "1e8,1e10,6e18,nan",  # row 10: a non-finite loss is a diverged run
+    ]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    table = read_points(tmp_path / "p.csv")
+    status = [(r["status"], r["reason_kind"]) for r in table.rows]
+    assert status == [
+        ("done", ""),
+        ("invalid", "N not positive"),
+        ("invalid", "loss not positive"),
+        ("invalid", "C not a number"),
+        ("invalid", "C not positive"),
+        ("invalid", "C inconsistent with 6 N D"),
+        ("done", ""),
+        ("duplicate", "duplicate (same values)"),
+        ("invalid", "N missing"),
+        ("diverged", "non-finite loss"),
+    ]
+    reasons = [r["reason"] for r in table.rows]
+    assert reasons[1] == "row 2 (line 3): column N = '-1e8' is not positive"
+    assert reasons[3] == "row 4 (line 5): column C = 'abc' is not a number"
+    assert reasons[5].startswith("row 6 (line 7): column C = 9e+18 differs from 6 N D = 6e+18 by +50.0% (> 2%)")
+    assert reasons[7] == "row 8: the same values as row 1"
+    assert table.rows[6]["C"] == 6 * 2e8 * 1e10 and table.notes == ["C derived as 6 N D in 1 row(s) that give none"]
+    assert not any(math.isfinite(v) and v <= 0 for v in table.usable().column("C"))  # nothing replaced silently
+    assert table.reason_counts() == {
+        "invalid": {"N not positive": 1, "loss not positive": 1, "C not a number": 1, "C not positive": 1,
+                    "C inconsistent with 6 N D": 1, "N missing": 1},
+        "duplicate": {"duplicate (same values)": 1},
+        "diverged": {"non-finite loss": 1},
+    }  # fmt: skip
+    report = table.report()
+    assert "invalid by reason: " in report and "C not a number: 1" in report and "row 4 (line 5)" in report
+
+
+def test_full_convention_csv_rows_may_exceed_6nd_but_not_fall_below(tmp_path):
+    (tmp_path / "p.csv").write_text("N,D,C,loss\n1e8,1e10,9e18,3.0\n1e8,1e10,5e18,3.1\n")
+    in_6n = read_points(tmp_path / "p.csv")  # the default 6N convention: 1.5 x and 0.83 x 6 N D are both wrong
+    assert [r["reason_kind"] for r in in_6n.rows] == ["C inconsistent with 6 N D"] * 2
+    table = read_points(tmp_path / "p.csv", convention="full")
+    assert [(r["status"], r["reason_kind"]) for r in table.rows] == [("done", ""), ("invalid", "C below 6 N D")]
+
+
+def test_sweep_results_with_bad_values_or_copies_are_reported_not_fitted(tmp_path, rng):
+    write_sweep(tmp_path, rng)
+    bad = result_record("arm", 3e8, 5e9, 3.0, 1e19)
+    bad["N_nonemb"] = -3e8
+    write_run(tmp_path, "sweep/negative", bad)
+    odd = result_record("arm", 3e8, 5e9, 3.0, 1e19, seed=1)
+    odd["flops_6N"] = 2.0 * odd["flops_6N"]
+    write_run(tmp_path, "sweep/inconsistent", odd)
+    text = result_record("arm", 3e8, 5e9, 3.0, 1e19, seed=2)
+    text["tokens"] = "many"
+    write_run(tmp_path, "sweep/text", text)
+    original = json.loads((tmp_path / "sweep/r00/result.json").read_text())
+    write_run(tmp_path, "sweep/zz-copy", original)  # a copied run directory: the same signature
+    table = collect(tmp_path, verbose=False)
+    by_dir = {os.path.basename(r["run_dir"]): r for r in table.rows}
+    assert (
+        by_dir["negative"]["status"] == "invalid"
+        and "N_nonemb = -300000000.0 is not positive" in by_dir["negative"]["reason"]
+    )
+    assert by_dir["inconsistent"]["reason_kind"] == "flops_6N inconsistent with 6 N_nonemb tokens"
+    assert by_dir["text"]["reason_kind"] == "tokens not a number"
+    assert by_dir["zz-copy"]["status"] == "duplicate" and by_dir["r00"]["status"] == "done"
+    assert by_dir["zz-copy"]["reason"].endswith(f"the same signature as {tmp_path / 'sweep/r00'}")
+    assert table.status_counts() == {"done": 20, "invalid": 3, "duplicate": 1}
+    assert len(fit_study(table, n_bootstrap=0, parametric=False)["excluded"]) == 4
