@@ -1,51 +1,194 @@
-"""Percentile bootstrap: resample points with replacement, refit, read intervals off the refits' quantiles.
+"""Bootstrap intervals that say what they rest on.
 
-Seeded (numpy Generator), optionally stratified (resample within each stratum, e.g. per budget and objective, so
-each refit still sees every budget). Refits that raise ValueError / ArithmeticError / LinAlgError are skipped
-and counted by message; any other exception is a bug and propagates.
+Resampling: pairs (points drawn with replacement, optionally within strata, e.g. per budget and objective, so each
+refit still sees every budget), or any `resample(rng)` callable, e.g. the model-based residual resampler of
+`resampling.py`. Seeded (numpy Generator).
+
+Intervals are percentile intervals (Efron & Tibshirani 1993, "An Introduction to the Bootstrap", ch. 13) read off
+order statistics, without interpolation: with q = (1 - level) / 2 and the B refit values sorted,
+low = value[floor(q (B - 1))] and high = value[ceil((1 - q) (B - 1))] (0-based).
+
+Failed refits. A refit that raises (a FitError, ValueError, ArithmeticError or LinAlgError), or that returns a NaN
+for a quantity, has no value for it. Dropping such refits would condition the interval on the resamples where the
+estimator happens to work, which understates the uncertainty exactly where it is largest. Each failed refit is
+instead an outcome of unknown value: -inf for the lower bound and +inf for the upper bound, i.e. the interval holds
+whatever the failed refits would have given (the worst-case bounds of an outcome with missing values: Manski 2003,
+"Partial Identification of Probability Distributions", ch. 1). A bound is thus finite only while at most
+floor(q (B - 1)) refits failed (4 of 200 at 95%, about q = 2.5%). A +-inf returned by the refit is a value of known
+direction (k = inf: the MDM never reaches the ARM's loss) and is kept as it is.
+
+An interval is `reliable` only if all of these hold, else it carries `problem` and its bounds are null:
+- B >= requirements.min_resamples(level) (2 resamples in each tail: 80 at 95%);
+- no bound is unbounded because of failed refits (failed refits <= floor(q (B - 1)));
+- its width is positive and it contains the full-data estimate.
 """
 
 from __future__ import annotations
 
-import warnings
+import math
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from llada_lightning.scaling.requirements import min_resamples
+
 SKIPPED_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)
+NON_FINITE = "non-finite value"  # failure kind of a refit that returned NaN for a quantity
+ZERO_WIDTH_RTOL = 1e-9  # an interval narrower than this (relative) is rounding of one value: zero width
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def failure_kind(err: BaseException) -> str:
+    """The kind of a failed refit: a FitError's own kind, else the error type and its message without numbers."""
+    kind = getattr(err, "kind", None)
+    if kind:
+        return str(kind)
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {_NUMBER.sub('#', text)}"
+
+
+def _bounds(values: np.ndarray, q: float) -> tuple[float, float]:
+    """Order-statistic percentile bounds of 1-d `values`, NaN (failed) counted as -inf below and +inf above."""
+    b = len(values)
+    failed = np.isnan(values)
+    low = np.sort(np.where(failed, -np.inf, values))[math.floor(q * (b - 1))]
+    high = np.sort(np.where(failed, np.inf, values))[math.ceil((1 - q) * (b - 1))]
+    return float(low), float(high)
 
 
 @dataclass
 class BootstrapResult:
-    estimate: dict[str, np.ndarray]  # fn on the full data
-    low: dict[str, np.ndarray]
-    high: dict[str, np.ndarray]
-    samples: dict[str, np.ndarray]  # shape (n_ok, *shape of the quantity)
+    """Refits of every quantity: `samples[name]` has shape (n_resamples, *shape), NaN where the refit failed."""
+
+    estimate: dict[str, np.ndarray]
+    samples: dict[str, np.ndarray]
     level: float
     n_resamples: int
-    n_ok: int
-    n_failed: int
-    failures: dict[str, int]  # error message -> count
+    failures: dict[str, int]  # kind -> refits that raised (every quantity failed in them)
+    scheme: str = "pairs"
+    problem: str | None = None  # set when no refit could be drawn at all (e.g. no residual degrees of freedom)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def q(self) -> float:
+        return (1.0 - self.level) / 2.0
+
+    @property
+    def n_failed(self) -> int:
+        """Refits that raised."""
+        return sum(self.failures.values())
+
+    @property
+    def n_ok(self) -> int:
+        return self.n_resamples - self.n_failed
+
+    def _element_records(self, name: str) -> list[dict]:
+        if name not in self._cache:
+            est = self.estimate[name]
+            flat_est = est.reshape(-1)
+            flat = self.samples[name].reshape(self.n_resamples, -1) if self.n_resamples else None
+            self._cache[name] = [
+                self._record(float(flat_est[i]), None if flat is None else flat[:, i]) for i in range(len(flat_est))
+            ]
+        return self._cache[name]
+
+    def _record(self, estimate: float, values: np.ndarray | None) -> dict:
+        n_nan = 0 if values is None else int(np.isnan(values).sum())
+        failures = dict(self.failures)
+        if values is not None and n_nan > self.n_failed:
+            failures[NON_FINITE] = n_nan - self.n_failed
+        rec = {
+            "estimate": estimate,
+            "low": None,
+            "high": None,
+            "level": self.level,
+            "scheme": self.scheme,
+            "n_resamples": self.n_resamples,
+            "n_ok": self.n_resamples - n_nan,
+            "n_failed": n_nan,
+            "failures": failures,
+            "reliable": False,
+            "problem": self.problem,
+            "problem_kind": "not estimable" if self.problem else None,
+        }
+        if values is None or self.problem:
+            rec["problem"] = self.problem or "no bootstrap resamples"
+            rec["problem_kind"] = "not estimable" if self.problem else "no resamples"
+            return rec
+        low, high = _bounds(values, self.q)
+        allowed = math.floor(self.q * (self.n_resamples - 1))  # failed refits a bound can absorb
+        need = min_resamples(self.level)
+        if self.n_resamples < need:
+            kind = "too few resamples"
+            rec["problem"] = (
+                f"only {self.n_resamples} resamples: a {100 * self.level:g}% percentile interval needs >= {need}"
+            )
+        elif n_nan > allowed:
+            kind = "failed refits"
+            rec["problem"] = (
+                f"{n_nan} of {self.n_resamples} refits failed (more than {allowed}, "
+                f"{100 * self.q:g}%, reach a bound): the interval is unbounded"
+            )
+        elif not high - low > ZERO_WIDTH_RTOL * max(abs(low), abs(high)):
+            kind = "zero width"
+            rec["problem"] = f"zero width (every refit gave {low:.6g}): not an interval"
+        elif not low <= estimate <= high:
+            kind = "excludes the estimate"
+            rec["problem"] = f"[{low:.4g}, {high:.4g}] does not contain the estimate {estimate:.4g}"
+        else:
+            kind = None
+            rec.update(low=low, high=high, reliable=True)
+        rec["problem_kind"] = kind
+        return rec
+
+    def record(self, name: str) -> dict | list[dict]:
+        """The interval of a quantity as fit.json holds it: a dict (scalar) or one dict per element (array)."""
+        recs = self._element_records(name)
+        return recs[0] if self.estimate[name].ndim == 0 else recs
+
+    def band(self, name: str) -> dict:
+        """Pointwise intervals of a curve: lists of low, high, reliable, n_ok, n_failed, plus the common fields."""
+        recs = self._element_records(name)
+        failures: Counter[str] = Counter()
+        for r in recs:
+            for kind, count in r["failures"].items():
+                failures[kind] = max(failures[kind], count)
+        return {
+            "low": [r["low"] for r in recs],
+            "high": [r["high"] for r in recs],
+            "reliable": [r["reliable"] for r in recs],
+            "n_ok": [r["n_ok"] for r in recs],
+            "n_failed": [r["n_failed"] for r in recs],
+            "failures": dict(failures),
+            "level": self.level,
+            "scheme": self.scheme,
+            "n_resamples": self.n_resamples,
+            "problem": next((r["problem"] for r in recs if r["problem"]), None),
+        }
 
     def interval(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.low[name], self.high[name]
+        """(low, high) arrays: NaN where the interval is unreliable."""
+        recs = self._element_records(name)
+        shape = self.estimate[name].shape
 
-    def contains(self, name: str, value) -> np.ndarray:
-        return (self.low[name] <= value) & (value <= self.high[name])
+        def pick(key: str) -> np.ndarray:
+            return np.array([np.nan if r[key] is None else r[key] for r in recs]).reshape(shape)
 
-    def to_dict(self) -> dict:
+        return pick("low"), pick("high")
+
+    def summary(self) -> dict:
+        """The refit counts of the whole bootstrap (per quantity counts are in each record)."""
         return {
+            "scheme": self.scheme,
             "level": self.level,
             "n_resamples": self.n_resamples,
             "n_ok": self.n_ok,
             "n_failed": self.n_failed,
             "failures": dict(self.failures),
-            "quantities": {
-                k: {"estimate": self.estimate[k].tolist(), "low": self.low[k].tolist(), "high": self.high[k].tolist()}
-                for k in self.estimate
-            },
+            "problem": self.problem,
         }
 
 
@@ -57,11 +200,32 @@ def _as_arrays(data) -> tuple[list[str] | None, list[np.ndarray]]:
     raise TypeError("data must be a mapping of name -> array or a sequence of arrays")
 
 
-def _call(fn: Callable, names: list[str] | None, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+def _call(fn: Callable, names: list[str] | None, arrays: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
     out = fn(**dict(zip(names, arrays, strict=True))) if names is not None else fn(*arrays)
     if not isinstance(out, Mapping):
         raise TypeError(f"the bootstrapped function must return a mapping name -> value, got {type(out).__name__}")
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}
+
+
+def pairs_resampler(arrays: Sequence[np.ndarray], strata=None) -> Callable[[np.random.Generator], list[np.ndarray]]:
+    """Resample the points (rows of `arrays`) with replacement, within each stratum when `strata` is given.
+
+    A stratum of one point cannot vary (its resample is itself), so strata of one point are pooled into one: a CSV
+    whose every point is its own budget is resampled as plain pairs, not returned unchanged."""
+    n = len(arrays[0])
+    labels = None if strata is None else np.asarray(strata)
+    if labels is None:
+        groups = [np.arange(n)]
+    else:
+        groups = [np.flatnonzero(labels == s) for s in np.unique(labels)]
+        single = [g for g in groups if len(g) < 2]
+        groups = [g for g in groups if len(g) >= 2] + ([np.concatenate(single)] if single else [])
+
+    def resample(rng: np.random.Generator) -> list[np.ndarray]:
+        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+        return [a[idx] for a in arrays]
+
+    return resample
 
 
 def bootstrap(
@@ -72,12 +236,19 @@ def bootstrap(
     seed: int = 0,
     level: float = 0.95,
     strata=None,
+    resample: Callable[[np.random.Generator], Sequence[np.ndarray]] | None = None,
+    scheme: str | None = None,
+    problem: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BootstrapResult:
-    """Percentile intervals for every quantity `fn` returns (a mapping of name -> float or array).
+    """Intervals for every quantity `fn` returns (a mapping of name -> float or array), by refitting resamples.
 
     `data` is a sequence of equal-length arrays (passed as `fn(*arrays)`) or a mapping (passed as `fn(**data)`).
-    `strata` (one label per point) resamples within each label, keeping each label's count.
-    Raises ValueError if every refit fails.
+    Resamples are pairs (within `strata` when given) unless `resample(rng)` returns the arrays of each refit (in
+    the order of `data`). `problem` (e.g. "no residual degrees of freedom") skips the refits: every interval is then
+    unreliable with that reason. `progress(done, total)` is called after each refit. The full-data call must
+    succeed (its errors propagate); refits that raise SKIPPED_ERRORS are counted by kind; other errors are bugs
+    and propagate.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -86,41 +257,30 @@ def bootstrap(
     if any(len(a) != n for a in arrays):
         raise ValueError("all data arrays must have the same length")
     estimate = _call(fn, names, arrays)
+    if resample is None:
+        resample = pairs_resampler(arrays, strata)
+        scheme = scheme or ("pairs within strata" if strata is not None else "pairs")
+    if problem is not None:
+        n_resamples = 0
     rng = np.random.default_rng(seed)
-    groups = [np.arange(n)] if strata is None else [np.flatnonzero(np.asarray(strata) == s) for s in np.unique(strata)]
-    samples: dict[str, list[np.ndarray]] = {k: [] for k in estimate}
+    samples = {k: np.full((n_resamples, *v.shape), np.nan) for k, v in estimate.items()}
     failures: Counter[str] = Counter()
-    for _ in range(n_resamples):
-        idx = np.concatenate([g[rng.integers(0, len(g), len(g))] for g in groups])
+    for i in range(n_resamples):
         try:
-            out = _call(fn, names, [a[idx] for a in arrays])
+            out = _call(fn, names, resample(rng))
         except SKIPPED_ERRORS as err:
-            failures[f"{type(err).__name__}: {err}"] += 1
-            continue
-        for k in estimate:
-            samples[k].append(out[k])
-    n_ok = n_resamples - sum(failures.values())
-    if n_ok == 0 and n_resamples > 0:
-        raise ValueError(f"all {n_resamples} bootstrap refits failed: {failures.most_common(3)}")
-    stacked = {k: np.stack(v) if v else np.empty((0, *estimate[k].shape)) for k, v in samples.items()}
-    q = 100 * (1 - level) / 2
-    low, high = {}, {}
-    for k, s in stacked.items():
-        if len(s) == 0:
-            low[k] = high[k] = np.full(estimate[k].shape, np.nan)
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices (e.g. k unreachable) give NaN
-            low[k] = np.nanpercentile(s, q, axis=0)
-            high[k] = np.nanpercentile(s, 100 - q, axis=0)
+            failures[failure_kind(err)] += 1
+        else:
+            for k in estimate:
+                samples[k][i] = out[k]
+        if progress is not None:
+            progress(i + 1, n_resamples)
     return BootstrapResult(
         estimate=estimate,
-        low=low,
-        high=high,
-        samples=stacked,
+        samples=samples,
         level=level,
         n_resamples=n_resamples,
-        n_ok=n_ok,
-        n_failed=sum(failures.values()),
         failures=dict(failures),
+        scheme=scheme or "custom",
+        problem=problem,
     )

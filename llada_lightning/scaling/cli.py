@@ -13,14 +13,45 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from llada_lightning.config.errors import ConfigError
 
 POINTS = "points.csv"
 FIT = "fit.json"
 PLOTS = "plots"
+
+
+class FitProgress:
+    """Progress of long fits, one line on `stream` (stderr) at most every `every` seconds once a fit has run for
+    `after` seconds: short fits print nothing, so a quick error stays the only line."""
+
+    def __init__(self, stream: TextIO | None = None, *, every: float = 10.0, after: float = 5.0, clock=None) -> None:
+        self.stream = stream
+        self.every, self.after = every, after
+        self.clock = clock or time.monotonic
+        self.start = self.clock()
+        self.last = -float("inf")
+        self.stage, self.stage_start = "", self.start
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = self.clock()
+        if stage != self.stage:
+            self.stage, self.stage_start = stage, now
+        if now - self.start < self.after or (now - self.last < self.every and done < total) or total <= 0:
+            return
+        elapsed = now - self.stage_start
+        left = elapsed / done * (total - done) if done else float("nan")
+        eta = "" if done >= total or left != left else f", ~{_duration(left)} left"
+        print(f"fit: {stage}: {done}/{total} ({_duration(elapsed)}{eta})", file=self.stream or sys.stderr, flush=True)
+        self.last = now
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def load_source(source: str, convention: str | None = None):
@@ -38,8 +69,8 @@ def load_source(source: str, convention: str | None = None):
         return table, src
     if src.is_file():
         try:
-            table = read_points(src)
-        except (ValueError, KeyError, UnicodeDecodeError) as err:
+            table = read_points(src, convention=convention)
+        except (ValueError, KeyError, UnicodeDecodeError, csv_error()) as err:
             raise ConfigError(f"{src}: not a usable CSV of points: {str(err).splitlines()[0]}") from err
         if not len(table):
             raise ConfigError(f"{src}: the CSV has a header but no rows")
@@ -47,14 +78,33 @@ def load_source(source: str, convention: str | None = None):
     raise ConfigError(f"{source}: no such sweep directory or CSV file")
 
 
+def csv_error() -> type[Exception]:
+    import csv
+
+    return csv.Error
+
+
 def require_usable(table, source: str) -> None:
     if not len(table.usable()):
         counts = ", ".join(f"{v} {k}" for k, v in sorted(table.status_counts().items()))
-        raise ConfigError(f"{source}: no usable runs to fit ({counts}); see `llada scaling collect {source}`")
+        first = next((r["reason"] for r in table.rows if r["reason"]), "")
+        raise ConfigError(
+            f"{source}: no usable runs to fit ({counts}{'; first: ' + first if first else ''}); "
+            f"see `llada scaling collect {source}`"
+        )
 
 
 def fit_table(
-    table, *, n_bootstrap: int, seed: int, parametric: bool, workers: int = 1, starts: str = "full", **kwargs
+    table,
+    *,
+    n_bootstrap: int,
+    seed: int,
+    parametric: bool,
+    workers: int = 1,
+    starts: str = "full",
+    resample: str = "residual",
+    progress=None,
+    **kwargs,
 ) -> dict:
     """`fit_study` with the command line's choices; `starts="coarse"` runs the parametric fit from the 72-start
     sub-grid of study.COARSE_STARTS instead of the specified 4500 starts (~20x faster, for small sweeps)."""
@@ -70,6 +120,8 @@ def fit_table(
             parametric=parametric,
             parametric_workers=workers,
             parametric_starts=COARSE_STARTS if starts == "coarse" else None,
+            bootstrap_scheme=resample,
+            progress=progress,
             **kwargs,
         )
     except ConfigError:
@@ -79,15 +131,22 @@ def fit_table(
 
 
 def is_degenerate(fit: dict) -> bool:
-    """True when no objective got any law (neither an IsoFLOP nor a frontier fit)."""
+    """True when no objective got any law (no IsoFLOP, frontier or parametric fit)."""
     return not any(
-        "error" not in sec.get("isoflop", {"error": ""}) or "error" not in sec.get("frontier", {"error": ""})
+        "error" not in sec.get(law, {"error": ""})
         for sec in fit.get("objectives", {}).values()
+        for law in ("isoflop", "frontier", "parametric")
     )
 
 
 def degenerate_error(fit: dict, source: str) -> ConfigError:
-    first = "; ".join(fit.get("warnings", [])[:2]) or "no objective in the data"
+    reasons = [
+        f"{name}: {law} {sec[law]['error']}"
+        for name, sec in fit.get("objectives", {}).items()
+        for law in ("isoflop", "frontier", "parametric")
+        if "error" in sec.get(law, {})
+    ]
+    first = "; ".join(dict.fromkeys(r.split(": ", 1)[1] for r in reasons[:3])) or "no objective in the data"
     return ConfigError(f"{source}: degenerate sweep, no scaling law can be fitted: {first}")
 
 
@@ -120,17 +179,31 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
         default="full",
         help="parametric start grid: the specified 4500 starts (full) or a 72-start sub-grid (coarse, ~20x faster)",
     )
+    add_resample_option(p)
+
+
+def add_resample_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resample",
+        choices=("residual", "pairs"),
+        default="residual",
+        help="bootstrap of the IsoFLOP fits: residuals over the fixed design (default) or pairs of runs",
+    )
 
 
 def _fit_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.bootstrap < 0:
         raise ConfigError(f"--bootstrap {args.bootstrap}: must be >= 0")
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: must be >= 1")
     return {
         "n_bootstrap": args.bootstrap,
         "seed": args.seed,
         "parametric": not args.no_parametric,
         "workers": args.workers,
         "starts": args.starts,
+        "resample": args.resample,
+        "progress": FitProgress(),
     }
 
 
@@ -150,6 +223,8 @@ def _cmd_collect(args: argparse.Namespace) -> int:
                     "points": str(path),
                     "n_runs": len(table),
                     "status_counts": table.status_counts(),
+                    "reason_counts": table.reason_counts(),
+                    "notes": table.notes,
                     "excluded": table.excluded(),
                 },
                 default=str,

@@ -1,5 +1,6 @@
-"""Compute frontier: `L(C) = E + A C^-alpha` (Chinchilla; SPEC 6), or the pure power law `L = A C^-alpha`
-(E = 0; SMDM fits `log L = alpha' log C + beta'`, i.e. alpha = -alpha', A = exp(beta')).
+"""Compute frontier: `L(C) = E + A C^-alpha` (Hoffmann et al. 2022, eq. 2 along the optimal allocation), or the
+pure power law `L = A C^-alpha` (E = 0; SMDM fits `log L = alpha' log C + beta'`, i.e. alpha = -alpha',
+A = exp(beta')).
 
 Both are fitted by least squares on log L, so each point weighs by its relative error as in Approach 3.
 The power law is a straight line in log-log space (closed form). With E the problem is non-linear and
@@ -16,10 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 
+from llada_lightning.scaling.errors import FitError
+from llada_lightning.scaling.requirements import MIN_FRONTIER_POINTS
+
 ALPHA_STARTS = (0.1, 0.03, 0.3, 1.0)
 E_FRACTION_STARTS = (0.5, 0.0, 0.9)  # E start as a fraction of min(loss)
 ALPHA_MAX = 5.0
 AGREE = 3  # stop once this many starts end on the same minimum (relative 1e-9): the usual case, ~4x faster
+AT_BOUND_RTOL = 1e-6  # a parameter this close (relative) to a bound of the fit is reported as at that bound
+E_NEGLIGIBLE = 1e-3  # E below 0.1% of the smallest loss is indistinguishable from its bound 0 (as parametric.py)
 
 
 @dataclass
@@ -32,6 +38,24 @@ class Frontier:
     irreducible: bool
     n_points: int
     rss_log: float  # residual sum of squares of log L at the optimum
+    loss_min: float = float("nan")  # the smallest fitted loss: E's upper bound
+
+    def at_bound(self) -> dict[str, str]:
+        """Parameters at a bound of the fit: {"E": "lower" (E = 0) | "upper" (E = the smallest loss), "alpha": ...}.
+
+        Only for the law with E (the pure power law fixes E = 0 by construction)."""
+        out: dict[str, str] = {}
+        if not self.irreducible:
+            return out
+        if E_NEGLIGIBLE * self.loss_min >= self.E:
+            out["E"] = "lower"
+        elif self.loss_min * (1 - AT_BOUND_RTOL) <= self.E:
+            out["E"] = "upper"
+        if self.alpha <= AT_BOUND_RTOL:
+            out["alpha"] = "lower"
+        elif self.alpha >= ALPHA_MAX * (1 - AT_BOUND_RTOL):
+            out["alpha"] = "upper"
+        return out
 
     @property
     def A(self) -> float:  # noqa: N802 - the law's own symbol
@@ -59,7 +83,10 @@ def _check(compute, loss) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"compute and loss differ in length ({len(c)} vs {len(y)})")
     bad = ~(np.isfinite(c) & np.isfinite(y) & (c > 0) & (y > 0))
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} points have a non-finite or non-positive compute or loss; drop them first")
+        raise FitError(
+            f"{int(bad.sum())} points have a non-finite or non-positive compute or loss; drop them first",
+            kind="frontier: non-finite or non-positive point",
+        )
     return c, y
 
 
@@ -70,17 +97,27 @@ def fit_frontier(compute, loss, irreducible: bool = True) -> Frontier:
     """
     c, y = _check(compute, loss)
     log_c, log_y = np.log(c), np.log(y)
-    if len(np.unique(c)) < 2:
-        raise ValueError("a frontier needs points at >= 2 distinct compute values")
+    if len(np.unique(c)) < MIN_FRONTIER_POINTS:
+        raise FitError(
+            f"a frontier needs points at >= {MIN_FRONTIER_POINTS} distinct compute values",
+            kind="frontier: too few compute values",
+        )
     if not irreducible:
         slope, intercept = np.polyfit(log_c, log_y, 1)  # log L = intercept + slope log C (SMDM's fit)
         rss = float(np.sum((intercept + slope * log_c - log_y) ** 2))
         return Frontier(
-            E=0.0, log_A=float(intercept), alpha=float(-slope), irreducible=False, n_points=len(y), rss_log=rss
+            E=0.0,
+            log_A=float(intercept),
+            alpha=float(-slope),
+            irreducible=False,
+            n_points=len(y),
+            rss_log=rss,
+            loss_min=float(y.min()),
         )
     if len(y) < 4:
-        raise ValueError(
-            f"L = E + A C^-alpha has 3 parameters: got only {len(y)} points; add budgets or fit irreducible=False"
+        raise FitError(
+            f"L = E + A C^-alpha has 3 parameters: got only {len(y)} points; add budgets or fit irreducible=False",
+            kind="frontier: too few points for E",
         )
     log_cref = float(np.mean(log_c))
     x = log_c - log_cref
@@ -130,7 +167,9 @@ def fit_frontier(compute, loss, irreducible: bool = True) -> Frontier:
         if agree >= AGREE:
             break
     if best is None:
-        raise ValueError("no start of the frontier fit ended on a finite residual; check the data")
+        raise FitError(
+            "no start of the frontier fit ended on a finite residual; check the data", kind="frontier: no finite fit"
+        )
     log_a, alpha, e = (float(v) for v in best.x)
     return Frontier(
         E=e,
@@ -139,4 +178,5 @@ def fit_frontier(compute, loss, irreducible: bool = True) -> Frontier:
         irreducible=True,
         n_points=len(y),
         rss_log=2.0 * float(best.cost),
+        loss_min=y_min,
     )

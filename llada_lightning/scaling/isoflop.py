@@ -1,4 +1,4 @@
-"""IsoFLOP profiles (Chinchilla Approach 2; SPEC 6).
+"""IsoFLOP profiles (Chinchilla Approach 2: Hoffmann et al. 2022, sec. 3.2).
 
 For each compute budget C the sweep trains several sizes N with D = C / (6N). A parabola of loss in log N gives
 the budget's vertex N*(C), L*(C), D*(C) = C / (6 N*); then `N* = k_N C^a` and `D* = k_D C^b` are least-squares
@@ -8,15 +8,22 @@ The parabola is only a local approximation of the profile: with a wide or off-ce
 (arXiv 2603.22339), so each budget reports its grid width (log10 span of N) and the vertex's distance to either
 end of the grid. A concave parabola (no minimum) or a vertex outside the sampled sizes is flagged and left out of
 the exponent fit (unless `allow_exterior=True` for the latter), never used silently.
+
+A bootstrap refit evaluates the same estimator as the full-data fit: `fit_isoflop(..., budgets=fit.used)` uses
+exactly those budgets, each vertex wherever the refit's parabola puts it (the interior test is a choice made once,
+on the full data); a refit is undefined (a FitError) only where a parabola has no minimum or too few sizes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-MIN_SIZES = 3  # a parabola has 3 coefficients
+from llada_lightning.scaling.errors import FitError
+from llada_lightning.scaling.requirements import MIN_BUDGETS, MIN_SIZES
+
 BUDGET_RTOL = 0.02  # budgets within 2% are the same budget (runs floor their step count)
 
 
@@ -115,9 +122,10 @@ def fit_parabola(budget: float, n_params, loss, tokens=None) -> BudgetFit:
         raise ValueError(f"n_params and loss differ in length ({len(n)} vs {len(y)})")
     k = distinct_sizes(n)
     if k < MIN_SIZES:
-        raise ValueError(
+        raise FitError(
             f"budget {budget:.3g} has only {k} model sizes; an IsoFLOP fit needs >= {MIN_SIZES} "
-            "— add sizes to the sweep"
+            "— add sizes to the sweep",
+            kind=f"budget {budget:.3g}: fewer than {MIN_SIZES} distinct sizes",
         )
     x = np.log10(n)
     x_mid = 0.5 * (x.min() + x.max())
@@ -205,6 +213,23 @@ class IsoFLOPFit:
         }
 
 
+def _condense(problems: list[str], kinds: list[str], keep: int = 3) -> str:
+    """The budgets' problems, one by one for the first `keep` of each kind, then counted ("and 35 more: ...")."""
+    by_kind: dict[str, list[str]] = {}
+    for problem, kind in zip(problems, kinds, strict=False):
+        by_kind.setdefault(kind.split(": ", 1)[-1], []).append(problem)
+    parts = []
+    for kind, texts in by_kind.items():
+        parts += texts[:keep]
+        if len(texts) > keep:
+            parts.append(f"and {len(texts) - keep} more budgets with {kind}")
+    return "; ".join(parts)
+
+
+def _match(label: float, budgets: Sequence[float], rtol: float) -> bool:
+    return any(abs(np.log(label / b)) <= rtol for b in budgets)
+
+
 def fit_isoflop(
     budget,
     n_params,
@@ -213,11 +238,14 @@ def fit_isoflop(
     *,
     allow_exterior: bool = False,
     rtol: float = BUDGET_RTOL,
+    budgets: Sequence[float] | None = None,
 ) -> IsoFLOPFit:
     """Chinchilla Approach 2 over points labelled by their compute budget.
 
     Budgets with fewer than 3 sizes, a concave parabola or (unless `allow_exterior`) a vertex outside the grid are
-    reported in `warnings` and left out; a ValueError says why when fewer than 2 budgets remain.
+    reported in `warnings` and left out; a FitError (a ValueError) says why when fewer than 2 budgets remain.
+    `budgets` (a refit of an earlier fit's `used`): use exactly these budgets, exterior vertices included; a
+    FitError names the first one without a parabola minimum. Other budgets of the data are ignored.
     """
     c = np.asarray(budget, dtype=np.float64).ravel()
     n = np.asarray(n_params, dtype=np.float64).ravel()
@@ -228,20 +256,38 @@ def fit_isoflop(
     labels = group_budgets(c, rtol)
     fits: list[BudgetFit] = []
     problems: list[str] = []
+    kinds: list[str] = []
     for label in np.unique(labels):
+        if budgets is not None and not _match(label, budgets, rtol):
+            continue
         sel = labels == label
         try:
             fit = fit_parabola(float(label), n[sel], y[sel], None if d is None else d[sel])
-        except ValueError as err:
+        except FitError as err:
             problems.append(str(err))
+            kinds.append(err.kind)
             continue
         fits.append(fit)
         if fit.warning:
             problems.append(fit.warning)
+            kinds.append(
+                f"budget {fit.budget:.3g}: " + ("vertex outside the sizes" if fit.convex else "concave parabola")
+            )
+    if budgets is not None:  # a refit: every requested budget needs a parabola with a minimum
+        by_label = {f.budget: f for f in fits}
+        for b in budgets:
+            f = next((v for k, v in by_label.items() if _match(k, [b], rtol)), None)
+            if f is None or not f.convex:
+                kind = next((k for k in kinds if k.startswith(f"budget {b:.3g}:")), f"budget {b:.3g}: no points")
+                raise FitError(f"refit over budgets {list(budgets)}: {'; '.join(problems) or kind}", kind=kind)
+        allow_exterior = True
     used = [f for f in fits if f.usable(allow_exterior)]
-    if len(used) < 2:
-        reasons = "; ".join(problems) if problems else f"only {len(used)} budget(s) in the data"
-        raise ValueError(f"an IsoFLOP fit needs >= 2 budgets with a usable parabola vertex, got {len(used)}: {reasons}")
+    if len(used) < MIN_BUDGETS:
+        reasons = _condense(problems, kinds) if problems else f"only {len(used)} budget(s) in the data"
+        raise FitError(
+            f"an IsoFLOP fit needs >= {MIN_BUDGETS} budgets with a usable parabola vertex, got {len(used)}: {reasons}",
+            kind="; ".join(kinds) or f"fewer than {MIN_BUDGETS} budgets",
+        )
     log_c = np.log([f.budget for f in used])
     a, log_kn = np.polyfit(log_c, np.log([f.N_star for f in used]), 1)
     b, log_kd = np.polyfit(log_c, np.log([f.D_star for f in used]), 1)

@@ -1,4 +1,4 @@
-"""Chinchilla Approach 3: the parametric law `L(N, D) = E + A / N^alpha + B / D^beta` (SPEC 6).
+"""Chinchilla Approach 3: the parametric law `L(N, D) = E + A / N^alpha + B / D^beta` (Hoffmann et al. 2022, eq. 2).
 
 Fitted exactly as Hoffmann et al. 2022 (App. D.2) with the correction of Besiroglu et al. 2024 (Epoch AI):
 parameters `theta = (a, b, e, alpha, beta)` with `a = log A, b = log B, e = log E` (natural logs);
@@ -12,12 +12,14 @@ scipy's "ABNORMAL_TERMINATION_IN_LNSRCH" (precision loss) at the optimum is not 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import minimize
 
 from llada_lightning.scaling import _blas
+from llada_lightning.scaling.errors import FitError
 
 HUBER_DELTA = 1e-3  # Hoffmann et al. 2022, App. D.2
 
@@ -34,6 +36,8 @@ PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # order of theta
 # x delta x residual), so the default stops after ~1e-5 relative progress, the same failure in kind as averaging.
 # Tighter tolerances let every start finish (about 20% more evaluations); `options` overrides them.
 LBFGS_OPTIONS = {"ftol": 1e-12, "gtol": 1e-10, "maxiter": 15000}
+NEGLIGIBLE = 1e-3  # a term below 0.1% of the smallest loss at every point is indistinguishable from 0, its bound
+CHUNK = 50  # starts per task when the grid is split over processes (progress is reported per chunk)
 
 
 def start_grid() -> np.ndarray:
@@ -155,6 +159,21 @@ class ParametricFit:
     def params(self) -> dict[str, float]:
         return {"E": self.E, "A": self.A, "B": self.B, "alpha": self.alpha, "beta": self.beta}
 
+    def at_bound(self, n_params, n_tokens, loss) -> dict[str, str]:
+        """Terms the fit drove to zero, E >= 0, A, B >= 0 being the law's bounds: {"E": "lower", ...}.
+
+        A term counts as 0 when it is below NEGLIGIBLE x the smallest loss at every point, far below the noise of
+        any loss measurement (e = log E drifts towards -inf there: E prints as `0 (at bound)`, not as 1e-296)."""
+        n = np.asarray(n_params, dtype=np.float64)
+        d = np.asarray(n_tokens, dtype=np.float64)
+        floor = NEGLIGIBLE * float(np.min(loss))
+        terms = {
+            "E": self.E,
+            "A": float(np.max(np.exp(self.a - self.alpha * np.log(n)))),
+            "B": float(np.max(np.exp(self.b - self.beta * np.log(d)))),
+        }
+        return {k: "lower" for k, v in terms.items() if v < floor}
+
 
 def _check_points(n_params, n_tokens, loss) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = np.asarray(n_params, dtype=np.float64).ravel()
@@ -163,13 +182,19 @@ def _check_points(n_params, n_tokens, loss) -> tuple[np.ndarray, np.ndarray, np.
     if not (len(n) == len(d) == len(y)):
         raise ValueError(f"n_params, n_tokens and loss differ in length ({len(n)}, {len(d)}, {len(y)})")
     if len(y) < 5:
-        raise ValueError(f"the parametric law has 5 parameters; got only {len(y)} points")
+        raise FitError(f"the parametric law has 5 parameters; got only {len(y)} points", kind="parametric: < 5 points")
     bad = ~(np.isfinite(n) & np.isfinite(d) & np.isfinite(y) & (n > 0) & (d > 0) & (y > 0))
     if bad.any():
-        raise ValueError(f"{int(bad.sum())} points have a non-finite or non-positive N, D or loss; drop them first")
+        raise FitError(
+            f"{int(bad.sum())} points have a non-finite or non-positive N, D or loss; drop them first",
+            kind="parametric: non-finite or non-positive point",
+        )
     for name, values in (("N (n_params)", n), ("D (n_tokens)", d)):
         if len(np.unique(values)) < 2:  # A/N^alpha (or B/D^beta) is then a constant: alpha is not identified
-            raise ValueError(f"all points share one {name} value: the law needs >= 2 distinct values of N and of D")
+            raise FitError(
+                f"all points share one {name} value: the law needs >= 2 distinct values of N and of D",
+                kind=f"parametric: one {name.split()[0]} value",
+            )
     return np.log(n), np.log(d), np.log(y)
 
 
@@ -180,11 +205,15 @@ def _lbfgs(x0: np.ndarray, args: tuple, delta: float, reduction: str, options: d
     return minimize(fun, x0, jac=True, method="L-BFGS-B", options=options)
 
 
-def _best_of(starts: np.ndarray, args: tuple, delta: float, reduction: str, options: dict) -> tuple:
+def _best_of(
+    starts: np.ndarray, args: tuple, delta: float, reduction: str, options: dict, progress=None, done: int = 0
+) -> tuple:
     """Run L-BFGS-B from each start; return (x, fun, nit, message, start, n_finite) of the best finite end."""
     best = None
     n_finite = 0
-    for x0 in starts:
+    for i, x0 in enumerate(starts):
+        if progress is not None:
+            progress(done + i, None)
         res = _lbfgs(x0, args, delta, reduction, options)
         # A finite end counts whatever res.success says: "ABNORMAL_TERMINATION_IN_LNSRCH" is scipy's precision
         # loss at a flat optimum (Besiroglu et al. 2024), not a failed fit.
@@ -194,6 +223,19 @@ def _best_of(starts: np.ndarray, args: tuple, delta: float, reduction: str, opti
         if best is None or res.fun < best[1]:
             best = (res.x, float(res.fun), int(res.nit), str(res.message), x0)
     return (*best, n_finite) if best is not None else (None, np.inf, 0, "", None, 0)
+
+
+def _best_of_parts(parts: list[tuple]) -> tuple:
+    """The best of several `_best_of` results, the first one winning ties (as one sequential pass would)."""
+    n_finite = sum(p[5] for p in parts)
+    finite = [p for p in parts if p[0] is not None]
+    if not finite:
+        return (None, np.inf, 0, "", None, 0)
+    best = finite[0]
+    for p in finite[1:]:
+        if p[1] < best[1]:
+            best = p
+    return (*best[:5], n_finite)
 
 
 def fit_parametric(
@@ -207,6 +249,7 @@ def fit_parametric(
     options: dict | None = None,
     workers: int = 1,
     blas_threads: int | None = 1,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ParametricFit:
     """Fit the Approach-3 law by L-BFGS-B from every start (default: the full 4500-start grid); keep the best.
 
@@ -215,7 +258,8 @@ def fit_parametric(
     `blas_threads` limits OpenBLAS threads during the fit (1 by default: much faster for 5 parameters; None: as is).
     `options` updates the L-BFGS-B options (default LBFGS_OPTIONS; `{"ftol": 2.2e-9, "gtol": 1e-5}` = scipy's).
     `reduction="mean"` exists only for the ablation that shows why the sum is specified.
-    Raises ValueError if no start ends on a finite objective.
+    `progress(done, total)` is called as starts finish (per start, or per chunk of CHUNK starts with workers > 1).
+    Raises FitError (a ValueError) if no start ends on a finite objective.
     """
     log_n, log_d, log_y = _check_points(n_params, n_tokens, loss)
     grid = start_grid() if starts is None else np.atleast_2d(np.asarray(starts, dtype=np.float64))
@@ -223,21 +267,34 @@ def fit_parametric(
         raise ValueError(f"starts must have 5 columns (a, b, e, alpha, beta), got shape {grid.shape}")
     args = (log_n, log_d, log_y)
     opts = {**LBFGS_OPTIONS, **(options or {})}
+    total = len(grid)
+    tick = None if progress is None else (lambda done, _: progress(done, total))
     with _blas.blas_threads(blas_threads):
         if workers > 1 and len(grid) >= 2 * workers:
             import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures import ProcessPoolExecutor, as_completed
 
             ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
-            chunks = [grid[i::workers] for i in range(workers)]  # interleaved: similar cost per chunk
+            chunks = [grid[i : i + CHUNK] for i in range(0, len(grid), CHUNK)]
+            parts: list[tuple | None] = [None] * len(chunks)
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-                parts = list(pool.map(_best_of, chunks, *([v] * workers for v in (args, delta, reduction, opts))))
-            n_finite = sum(p[5] for p in parts)
-            x, fun, nit, message, x0, _ = min(parts, key=lambda p: p[1])
+                futures = {pool.submit(_best_of, ch, args, delta, reduction, opts): i for i, ch in enumerate(chunks)}
+                done = 0
+                for fut in as_completed(futures):
+                    parts[futures[fut]] = fut.result()
+                    done += len(chunks[futures[fut]])
+                    if tick is not None:
+                        tick(done, total)
+            x, fun, nit, message, x0, n_finite = _best_of_parts(parts)  # chunk order: ties as in one pass
         else:
-            x, fun, nit, message, x0, n_finite = _best_of(grid, args, delta, reduction, opts)
+            x, fun, nit, message, x0, n_finite = _best_of(grid, args, delta, reduction, opts, tick)
+        if tick is not None:
+            tick(total, total)
     if x is None:
-        raise ValueError(f"none of the {len(grid)} starts ended on a finite objective; check the data")
+        raise FitError(
+            f"none of the {len(grid)} starts ended on a finite objective; check the data",
+            kind="parametric: no finite fit",
+        )
     a, b, e, alpha, beta = (float(v) for v in x)
     return ParametricFit(
         a=a,

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from llada_lightning.scaling.collect import Table
+from llada_lightning.scaling.summary import fmt_interval
 
 FORMATS = ("png", "pdf")
 FIGURES = ("isoflop", "frontier", "optimal_size", "multiplier")
@@ -114,19 +115,45 @@ def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
     ]
 
 
+def _band_status(curve: dict) -> tuple[np.ndarray, str]:
+    """Where a curve's band can be drawn (reliable, finite pointwise intervals) and a note for its legend."""
+    low, high = _arr(curve.get("low")), _arr(curve.get("high"))
+    n = len(_arr(curve.get("C")))
+    if len(low) != n or "reliable" not in curve:
+        return np.zeros(n, dtype=bool), ""
+    ok = np.array(curve["reliable"], dtype=bool) & np.isfinite(low) & np.isfinite(high)
+    level = f"{100 * curve.get('level', 0.95):g}%"
+    worst = max(curve.get("n_failed") or [0])
+    total = curve.get("n_resamples", 0)
+    if not ok.any():
+        why = f"{worst}/{total} refits failed" if worst else (curve.get("problem") or "unreliable").split(":")[0]
+        return ok, f"no {level} band: unreliable ({why})"
+    note = f"band: {level} bootstrap"
+    if worst:
+        note += f", {total - worst}/{total} refits ok"
+    if not ok.all():
+        note += f"; omitted at {int((~ok).sum())} of {n} C where unreliable"
+    return ok, note
+
+
 def _band(ax, curve: dict, key: str, color: str, label: str | None, x_max: float | None = None) -> None:
-    """A fitted curve, solid up to `x_max` (the largest budget) and dashed beyond, with its band if present."""
+    """A fitted curve, solid up to `x_max` (the largest budget) and dashed beyond, with its band where reliable.
+
+    The legend names the band only when one is drawn, and says when (and why) it is not."""
     c, y = _arr(curve.get("C")), _arr(curve.get(key))
     if not len(c):
         return
+    ok, note = _band_status(curve)
+    if note and label:
+        label = f"{label}\n({note})"
     inside = c <= x_max * (1 + 1e-9) if x_max else np.ones(len(c), dtype=bool)
     ax.plot(c[inside], y[inside], "-", color=color, lw=1.6, label=label)
     if (~inside).any():
         j = max(int(inside.sum()) - 1, 0)  # join the dashed part to the solid one
         ax.plot(c[j:], y[j:], "--", color=color, lw=1.3)
-    low, high = _arr(curve.get("low")), _arr(curve.get("high"))
-    if len(low) == len(c) and np.isfinite(low).any():
-        ax.fill_between(c, low, high, color=color, alpha=0.15, lw=0)
+    if ok.any():
+        low, high = _arr(curve.get("low")), _arr(curve.get("high"))
+        ax.fill_between(c, low, high, where=ok, color=color, alpha=0.15, lw=0)
 
 
 def _log_axes(ax, *, x: bool = True, y: bool = True) -> bool:
@@ -306,12 +333,14 @@ def plot_frontier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> li
 
 
 def _curve_rows(objective: str, curve: dict, key: str, names: tuple[str, str, str, str]) -> list[dict]:
+    """The CSV rows of a curve: its bounds only where the pointwise interval is reliable (as drawn)."""
     c, y = _arr(curve.get("C")), _arr(curve.get(key))
     low, high = _arr(curve.get("low")), _arr(curve.get("high"))
+    ok, _ = _band_status(curve)
     out = []
     for i in range(len(c)):
         row = {"objective": objective, "kind": "fit", names[0]: c[i], names[1]: y[i]}
-        if len(low) == len(c):
+        if ok[i]:
             row[names[2]], row[names[3]] = low[i], high[i]
         out.append(row)
     return out
@@ -339,9 +368,7 @@ def plot_optimal_size(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -
                 for ci, vi in zip(c, v, strict=True)
             ]
             if key in curves and iso.get(exponent) is not None:
-                ci = interval.get(exponent)
-                ci_text = f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci and None not in ci else ""
-                label = f"{_label(objective)}: {exponent} = {iso[exponent]:.3f}{ci_text}"
+                label = f"{_label(objective)}: {exponent} = {iso[exponent]:.3f}{fmt_interval(interval.get(exponent))}"
                 _band(ax, curves[key], key, color, label, _c_max(fit))
                 for r in _curve_rows(objective, curves[key], key, ("C", "value", "low", "high")):
                     rows.append({**r, "quantity": key})
@@ -372,29 +399,34 @@ def plot_multiplier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> 
         ax.text(0.5, 0.5, "no comparison: needs frontier fits of both objectives", ha="center", transform=ax.transAxes)
     else:
         c, k = _arr(cmp.get("compute")), _arr(cmp.get("k"))
-        low, high = (_arr(v) for v in cmp.get("interval", {}).get("k", [[], []]))
+        k = np.where(np.isnan(k), np.inf, k)  # JSON null: k = inf, the MDM never reaches the ARM's loss
+        records = cmp.get("interval", {}).get("k") or []
         curve = cmp.get("curves", {}).get("k")
         if curve:
-            _band(
-                ax,
-                curve,
-                "k",
-                "tab:purple",
-                f"k(C) from the two fitted frontiers (band: {_level(fit)} bootstrap)",
-                _c_max(fit),
-            )
+            _band(ax, curve, "k", "tab:purple", "k(C) from the two fitted frontiers", _c_max(fit))
             rows += _curve_rows("", curve, "k", ("C", "k", "k_low", "k_high"))
-        if len(low) == len(c):
-            finite = np.isfinite(k) & np.isfinite(low) & np.isfinite(high)
-            err = np.vstack([np.clip(k - low, 0, None), np.clip(high - k, 0, None)])[:, finite]
-            ax.errorbar(
-                c[finite], k[finite], yerr=err, fmt="o", color="black", capsize=3, label=f"budgets ({_level(fit)})"
-            )
+        reliable = np.array([bool(r.get("reliable")) for r in records], dtype=bool) if records else None
+        if reliable is not None and len(reliable) == len(c):
+            low = np.array([np.nan if r["low"] is None else r["low"] for r in records], dtype=np.float64)
+            high = np.array([np.inf if r["high"] is None else r["high"] for r in records], dtype=np.float64)
+            shown = reliable & np.isfinite(k) & np.isfinite(low) & np.isfinite(high)
+            failed = max((r.get("n_failed") or 0) for r in records)
+            ok_text = f", {records[0]['n_resamples'] - failed}/{records[0]['n_resamples']} refits ok" if failed else ""
+            if shown.any():
+                err = np.vstack([np.clip(k - low, 0, None), np.clip(high - k, 0, None)])[:, shown]
+                ax.errorbar(c[shown], k[shown], yerr=err, fmt="o", color="black", capsize=3,
+                            label=f"budgets ({_level(fit)} interval{ok_text})")  # fmt: skip
+            rest = ~shown & np.isfinite(k)
+            if rest.any():
+                ax.plot(c[rest], k[rest], "o", mfc="white", color="black",
+                        label="budgets (interval unreliable: see fit.json)")  # fmt: skip
         else:
-            ax.plot(c, k, "o", color="black", label="budgets")
+            low = high = np.full(len(c), np.nan)
+            shown = np.zeros(len(c), dtype=bool)
+            ax.plot(c, k, "o", color="black", label="budgets (no interval)")
         for i in range(len(c)):
             row = {"kind": "budget", "C": c[i], "k": k[i]}
-            if len(low) == len(c):
+            if shown[i]:
                 row["k_low"], row["k_high"] = low[i], high[i]
             rows.append(row)
         if _log_axes(ax):

@@ -3,41 +3,56 @@ and the ratio of optimal sizes, each with bootstrap intervals, as one JSON-seria
 
 Judgement calls, all reported in the output:
 - the frontier is fitted to the IsoFLOP vertices (C, L*) when an IsoFLOP fit exists, else to the lowest loss of
-  each budget, else to the Pareto front of (C, loss);
-- `frontier="auto"` fits E only with >= 5 frontier points (3 parameters need spare degrees of freedom),
-  the pure power law otherwise;
-- bootstrap resamples are stratified by (objective, budget), so every refit sees every budget; a refit keeps the
-  full-data choices (frontier source and form) so the interval measures noise, not a change of method;
+  each budget (warned: those lie above the frontier); runs without a FLOP budget give no frontier and no k(C);
+- `frontier="auto"` fits E only with MIN_IRREDUCIBLE_POINTS frontier points, the pure power law otherwise;
+- intervals (bootstrap.py: percentile, failed refits counted as unbounded outcomes, `reliable` or not with the
+  reason) come from refits that evaluate the full-data estimator: the same budgets, frontier source and form;
+- `bootstrap_scheme="residual"` (default): the IsoFLOP-derived fits (exponents, frontier from vertices, k(C), the
+  size ratio) resample the parabolas' residuals over the fixed design (resampling.py); `"pairs"` resamples the
+  runs within each (objective, budget). The parametric law and a frontier of budget minima always use pairs;
 - parametric bootstrap refits start from the full-data optimum (`parametric_refit="warm"`, with the tight L-BFGS-B
-  tolerances of parametric.py: their 95% intervals covered the truth in 59 of 60 parameter checks on synthetic
-  data), or from it plus a coarse sub-grid of the specified starts ("coarse"), or from the full grid ("grid");
+  tolerances of parametric.py), or from it plus a coarse sub-grid of the specified starts ("coarse"), or from the
+  full grid ("grid");
 - `curves`: N*(C), D*(C), L*(C) and k(C) evaluated on one log grid of C from the smallest budget to `extrapolate`
-  times the largest, with pointwise percentile bands from the same bootstrap refits (the plots draw these).
+  times the largest, with pointwise bands from the same bootstrap refits (the plots draw these).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from llada_lightning.scaling.bootstrap import bootstrap
+from llada_lightning.scaling.bootstrap import BootstrapResult, bootstrap
 from llada_lightning.scaling.collect import Table
+from llada_lightning.scaling.errors import FitError
 from llada_lightning.scaling.frontier import ALPHA_MAX, Frontier, fit_frontier
-from llada_lightning.scaling.isoflop import IsoFLOPFit, fit_isoflop, fit_parabola, group_budgets
+from llada_lightning.scaling.isoflop import IsoFLOPFit, distinct_sizes, fit_isoflop, fit_parabola, group_budgets
 from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
-from llada_lightning.scaling.parametric import fit_parametric
+from llada_lightning.scaling.parametric import NEGLIGIBLE, fit_parametric
+from llada_lightning.scaling.requirements import (
+    MIN_FRONTIER_POINTS,
+    MIN_IRREDUCIBLE_POINTS,
+    MIN_MINIMUM_SIZES,
+    MIN_PARAMETRIC_POINTS,
+    min_resamples,
+)
+from llada_lightning.scaling.resampling import ParabolaResiduals, loss_resampler
 
-MIN_PARAMETRIC_POINTS = 10
-MIN_IRREDUCIBLE_POINTS = 5  # frontier="auto": fit E only with this many frontier points
 ALPHA_FLAT = 1e-3  # a frontier exponent at or below this is flat: 10x the compute buys < 0.25% of loss
+AT_ZERO = NEGLIGIBLE  # E (A, B) below this fraction of the smallest loss is at its bound 0
 EDGE_FRACTION = 0.1  # warn when a used vertex lies this close (fraction of the grid's log span) to either end
+SCHEMES = ("residual", "pairs")
 
 # A coarse sub-grid of the specified starts, used (with the full-data optimum) for parametric bootstrap refits.
 COARSE_STARTS = np.array(
     list(itertools.product((5.0, 10.0, 20.0), (5.0, 10.0, 20.0), (0.0, 1.0), (0.5, 1.0), (0.5, 1.0)))
 )
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 def _jsonable(x):
@@ -54,8 +69,16 @@ def _jsonable(x):
     return x
 
 
+def _budget_labels(budget: np.ndarray) -> np.ndarray:
+    labels = np.full(len(budget), np.nan)
+    ok = np.isfinite(budget) & (budget > 0)
+    if ok.any():
+        labels[ok] = group_budgets(budget[ok])
+    return labels
+
+
 class _Points:
-    """Usable points of one objective as arrays."""
+    """Usable points of one objective as arrays, with their budget labels (NaN: no budget)."""
 
     def __init__(self, table: Table):
         self.budget = table.column("budget")
@@ -63,96 +86,119 @@ class _Points:
         self.D = table.column("D")
         self.C = table.column("C")
         self.loss = table.column("loss")
+        self.labels = _budget_labels(self.budget)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"budget": self.budget, "N": self.N, "D": self.D, "C": self.C, "loss": self.loss}
+        return {"budget": self.budget, "N": self.N, "loss": self.loss, "D": self.D, "C": self.C}
+
+    def strata(self) -> np.ndarray:
+        return np.where(np.isfinite(self.labels), self.labels, -1.0)
 
 
-def _budget_labels(budget: np.ndarray) -> np.ndarray:
-    labels = np.full(len(budget), -1.0)
-    ok = np.isfinite(budget) & (budget > 0)
-    if ok.any():
-        labels[ok] = group_budgets(budget[ok])
-    return labels
+@dataclass
+class _Options:
+    n_bootstrap: int
+    seed: int
+    level: float
+    scheme: str
+    progress: Progress | None
+
+    def tick(self, stage: str) -> Callable[[int, int], None] | None:
+        if self.progress is None:
+            return None
+        report = self.progress
+        return lambda done, total: report(stage, done, total)
 
 
-def _isoflop(budget, N, loss, D) -> IsoFLOPFit:
-    ok = np.isfinite(budget) & np.isfinite(N) & (N > 0)
+def _isoflop(budget, N, loss, D, used=None) -> IsoFLOPFit:
+    ok = np.isfinite(budget) & (budget > 0) & np.isfinite(N) & (N > 0)
     if not ok.any():
-        raise ValueError("no point has a FLOP budget: an IsoFLOP fit needs runs launched with train.flops_budget")
+        raise FitError(
+            "no point has a FLOP budget: an IsoFLOP fit needs runs launched with train.flops_budget",
+            kind="no FLOP budget",
+        )
     tokens = D[ok] if np.all(np.isfinite(D[ok]) & (D[ok] > 0)) else None
-    return fit_isoflop(budget[ok], N[ok], loss[ok], tokens)
+    return fit_isoflop(budget[ok], N[ok], loss[ok], tokens, budgets=used)
 
 
-def _frontier_points(source: str, budget, N, loss, D, C) -> tuple[np.ndarray, np.ndarray]:
+def _frontier_points(source: str, used, budget, N, loss, D, C) -> tuple[np.ndarray, np.ndarray]:
     if source == "isoflop_vertex":
-        v = _isoflop(budget, N, loss, D).vertices()
+        v = _isoflop(budget, N, loss, D, used).vertices()
         return v["C"], v["L_star"]
-    if source == "budget_minimum":
-        labels = _budget_labels(budget)
-        keys = np.unique(labels[labels > 0])
-        return keys, np.array([loss[labels == k].min() for k in keys])
-    # Pareto front: the points no cheaper point beats
-    ok = np.isfinite(C) & (C > 0)
-    order = np.argsort(C[ok])
-    c, y = C[ok][order], loss[ok][order]
-    keep = y < np.minimum.accumulate(np.concatenate([[np.inf], y[:-1]]))
-    return c[keep], y[keep]
+    labels = _budget_labels(budget)  # budget_minimum: the lowest loss of each budget that compares sizes
+    keys = [k for k in np.unique(labels[np.isfinite(labels)]) if distinct_sizes(N[labels == k]) >= MIN_MINIMUM_SIZES]
+    return np.array(keys), np.array([loss[labels == k].min() for k in keys])
 
 
-def _choose_frontier_source(p: _Points, iso: IsoFLOPFit | None) -> str:
-    if iso is not None:
-        return "isoflop_vertex"
-    labels = _budget_labels(p.budget)
-    if len(np.unique(labels[labels > 0])) >= 2:
-        return "budget_minimum"
-    return "pareto"
+def _run_bootstrap(fn, arrays: dict, opts: _Options, stage: str, models: list, strata) -> BootstrapResult:
+    """`bootstrap` with the study's scheme: residual (with `models`: (selector, ParabolaResiduals)) or pairs."""
+    kwargs = {"n_resamples": opts.n_bootstrap, "seed": opts.seed, "level": opts.level, "progress": opts.tick(stage)}
+    if opts.scheme == "residual" and models:
+        problem = next((m.problem for _, m in models if m.problem), None)
+        resample = loss_resampler(list(arrays.values()), list(arrays).index("loss"), models)
+        return bootstrap(fn, arrays, resample=resample, scheme="residual", problem=problem, **kwargs)
+    return bootstrap(fn, arrays, strata=strata, scheme="pairs within (objective, budget)", **kwargs)
 
 
-def _fit_frontier_from(source: str, irreducible: bool, **arrays) -> Frontier:
-    c, y = _frontier_points(source, **arrays)
-    return fit_frontier(c, y, irreducible=irreducible)
+def _bootstrap_info(res: BootstrapResult, models: list) -> dict:
+    out = res.summary()
+    if res.scheme == "residual":
+        out["residuals"] = {name: m.describe() for name, m in models}
+    return out
 
 
-def _bootstrap_or_warn(warnings: list[str], what: str, fn, data, **kwargs):
-    """`bootstrap`, or None with a warning when every refit fails (the full-data fit still stands)."""
-    try:
-        return bootstrap(fn, data, **kwargs)
-    except ValueError as err:
-        warnings.append(f"{what}: no bootstrap interval: {str(err).splitlines()[0]}")
-        return None
+def _note_intervals(warnings: list[str], what: str, records: dict) -> None:
+    """One warning per reason an interval of the section is unreliable, and one for failed refits in reliable ones
+    (too few resamples is said once for the whole study)."""
+    unreliable: dict[str, list[str]] = {}
+    failed: dict[str, list[str]] = {}
+    for name, rec in records.items():
+        recs = rec if isinstance(rec, list) else [rec]
+        bad = next((r for r in recs if not r["reliable"]), None)
+        if bad is not None and bad["problem_kind"] != "too few resamples":
+            unreliable.setdefault(f"{100 * bad['level']:g}% interval unreliable: {bad['problem']}", []).append(name)
+        worst = max(recs, key=lambda r: r["n_failed"])
+        if bad is None and worst["n_failed"]:
+            kinds = ", ".join(f"{k}: {v}" for k, v in sorted(worst["failures"].items(), key=lambda kv: -kv[1]))
+            failed.setdefault(
+                f"{worst['n_failed']} of {worst['n_resamples']} refits failed ({kinds}), counted as unbounded outcomes",
+                [],
+            ).append(name)
+    for text, names in (*unreliable.items(), *failed.items()):
+        warnings.append(f"{what}: {', '.join(names)}: {text}")
 
 
-def _interval(res, names) -> dict:
-    return {k: [res.low[k], res.high[k]] for k in names}
+def _pinned_at_zero(rec: dict, zero_below: float, name: str) -> dict:
+    """A reliable interval of a parameter bounded below by 0 whose every refit lies at that bound (below
+    `zero_below`) has no width to report: it is unreliable, with the reason, rather than printed as [0, 0]."""
+    if rec["reliable"] and rec["high"] is not None and rec["high"] < zero_below:
+        rec = {**rec, "low": None, "high": None, "reliable": False, "problem_kind": "at bound"}
+        rec["problem"] = f"every refit puts {name} at its bound 0 (below {zero_below:.3g}): no interval to report"
+    return rec
 
 
 def curve_grid(table: Table, extrapolate: float, n_points: int) -> np.ndarray:
-    """Log-spaced C from the smallest budget (or compute) of `table` to `extrapolate` x the largest."""
+    """Log-spaced C from the smallest FLOP budget of `table` to `extrapolate` x the largest (empty: no budget)."""
     c = table.column("budget")
     c = c[np.isfinite(c) & (c > 0)]
-    if not len(c):
-        c = table.column("C")
-        c = c[np.isfinite(c) & (c > 0)]
     if not len(c):
         return np.empty(0)
     return np.logspace(np.log10(c.min()), np.log10(c.max() * max(extrapolate, 1.0)), n_points)
 
 
-def _curve(grid, estimate, res, key: str, names: tuple[str, str, str]) -> dict:
+def _curve(grid, estimate, res: BootstrapResult | None, key: str, name: str) -> dict:
     """One curve over `grid`: the full-data estimate and, with a bootstrap result, its pointwise band."""
-    out = {"C": grid, names[0]: estimate}
+    out = {"C": grid, name: estimate}
     if res is not None:
-        out[names[1]], out[names[2]] = res.low[key], res.high[key]
+        out.update(res.band(key))
     return out
 
 
 def _parabolas(p: _Points) -> list[dict]:
     """Each budget's parabola (those with >= 3 sizes), kept for the record when no exponent fit is possible."""
-    labels = _budget_labels(p.budget)
     out = []
-    for label in np.unique(labels[labels > 0]):
-        sel = labels == label
+    for label in np.unique(p.labels[np.isfinite(p.labels)]):
+        sel = p.labels == label
         tokens = p.D[sel] if np.all(np.isfinite(p.D[sel]) & (p.D[sel] > 0)) else None
         try:
             out.append(fit_parabola(float(label), p.N[sel], p.loss[sel], tokens).to_dict())
@@ -161,14 +207,18 @@ def _parabolas(p: _Points) -> list[dict]:
     return out
 
 
-def _section_isoflop(p: _Points, n_bootstrap, seed, level, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
+def _residual_model(p: _Points, level: float) -> ParabolaResiduals:
+    return ParabolaResiduals(p.labels, p.N, p.loss, level)
+
+
+def _section_isoflop(name, p: _Points, opts: _Options, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
     try:
         iso = _isoflop(p.budget, p.N, p.loss, p.D)
     except ValueError as err:
         warnings.append(f"isoflop: {err}")
         return {"error": str(err), "budgets": _parabolas(p)}, None
     warnings.extend(f"isoflop: {w}" for w in iso.warnings)
-    for f in iso.budgets:  # an off-centre grid biases the parabola's vertex (arXiv 2603.22339; SPEC 6)
+    for f in iso.budgets:  # an off-centre grid biases the parabola's vertex (arXiv 2603.22339)
         if f.usable() and min(f.log10_below, f.log10_above) < EDGE_FRACTION * f.log10_span:
             warnings.append(
                 f"isoflop: budget {f.budget:.3g}: the vertex N*={f.N_star:.3g} lies in the outer "
@@ -176,45 +226,51 @@ def _section_isoflop(p: _Points, n_bootstrap, seed, level, warnings, grid) -> tu
             )
     out = iso.to_dict()
     res = None
-    if n_bootstrap > 0:
-        ok = np.isfinite(p.budget)
+    if opts.n_bootstrap > 0:
+        used = iso.used
 
-        def fn(budget, N, loss, D):
-            f = _isoflop(budget, N, loss, D)
+        def fn(budget, N, loss, D, C):
+            f = _isoflop(budget, N, loss, D, used)
             return {"a": f.a, "b": f.b, "N_curve": f.predict_n_opt(grid), "D_curve": f.predict_d_opt(grid)}
 
-        res = _bootstrap_or_warn(
-            warnings,
-            "isoflop",
-            fn,
-            (p.budget[ok], p.N[ok], p.loss[ok], p.D[ok]),
-            n_resamples=n_bootstrap,
-            seed=seed,
-            level=level,
-            strata=_budget_labels(p.budget[ok]),
-        )
-        if res is not None:
-            out["interval"] = _interval(res, ("a", "b"))
-            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+        models = [(slice(None), _residual_model(p, opts.level))]
+        res = _run_bootstrap(fn, p.arrays(), opts, f"{name} isoflop", models, p.strata())
+        out["interval"] = {k: res.record(k) for k in ("a", "b")}
+        out["bootstrap"] = _bootstrap_info(res, [(name, m) for _, m in models])
+        _note_intervals(warnings, "isoflop", out["interval"])
     if len(grid):
         out["curves"] = {
-            "N_star": _curve(grid, iso.predict_n_opt(grid), res, "N_curve", ("N_star", "low", "high")),
-            "D_star": _curve(grid, iso.predict_d_opt(grid), res, "D_curve", ("D_star", "low", "high")),
+            "N_star": _curve(grid, iso.predict_n_opt(grid), res, "N_curve", "N_star"),
+            "D_star": _curve(grid, iso.predict_d_opt(grid), res, "D_curve", "D_star"),
         }
     return out, iso
 
 
-def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings, grid) -> tuple[dict, tuple | None]:
-    source = _choose_frontier_source(p, iso)
-    arrays = {"budget": p.budget, "N": p.N, "loss": p.loss, "D": p.D, "C": p.C}
-    c, y = _frontier_points(source, **arrays)
+@dataclass
+class _Front:
+    source: str
+    irreducible: bool
+    fit: Frontier
+    used: list[float] | None  # the IsoFLOP budgets behind the vertices
+
+
+def _section_frontier(name, p: _Points, iso, mode, opts: _Options, warnings, grid) -> tuple[dict, _Front | None]:
+    if not np.isfinite(p.labels).any():
+        msg = "no run has a FLOP budget: a frontier (and k(C)) needs runs launched with train.flops_budget"
+        warnings.append(f"frontier: {msg}")
+        return {"error": msg}, None
+    source = "isoflop_vertex" if iso is not None else "budget_minimum"
+    used = iso.used if iso is not None else None
+    c, y = _frontier_points(source, used, **p.arrays())
     irreducible = {"auto": len(c) >= MIN_IRREDUCIBLE_POINTS, "irreducible": True, "power": False}[mode]
     if source != "isoflop_vertex":
+        skipped = int(np.unique(p.labels[np.isfinite(p.labels)]).size) - len(c)
         warnings.append(
-            f"frontier: fitted to the {source.replace('_', ' ')} points (no IsoFLOP vertices), which lie above the "
-            "true frontier wherever the sizes miss the optimum"
+            "frontier: fitted to the lowest loss of each budget (no IsoFLOP vertices), which lies above the true "
+            "frontier wherever the sizes miss the optimum"
+            + (f"; {skipped} budgets with fewer than {MIN_MINIMUM_SIZES} sizes left out" if skipped else "")
         )
-    if mode == "auto" and not irreducible:
+    if mode == "auto" and not irreducible and len(c) >= MIN_FRONTIER_POINTS:
         warnings.append(f"frontier: only {len(c)} frontier points: pure power law (E = 0) instead of E + A C^-alpha")
     try:
         fr = fit_frontier(c, y, irreducible=irreducible)
@@ -230,11 +286,12 @@ def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings,
         "source": source,
         "irreducible": irreducible,
         **fr.params(),
+        "at_bound": fr.at_bound(),
         "n_points": fr.n_points,
         "rss_log": fr.rss_log,
         "points": {"C": c, "L": y},
     }
-    need = MIN_IRREDUCIBLE_POINTS if irreducible else 3
+    need = (MIN_IRREDUCIBLE_POINTS if irreducible else MIN_FRONTIER_POINTS) + 1
     if len(c) >= need:  # held-out check: fit without the largest compute, predict it
         i = int(np.argmax(c))
         try:
@@ -244,32 +301,26 @@ def _section_frontier(p: _Points, iso, mode, n_bootstrap, seed, level, warnings,
         except ValueError as err:
             out["holdout"] = {"error": str(err)}
     res = None
-    if n_bootstrap > 0:
-        names = ("E", "A", "log_A", "alpha")
+    if opts.n_bootstrap > 0:
 
         def fn(**a):
-            f = _fit_frontier_from(source, irreducible, **a)
+            f = fit_frontier(*_frontier_points(source, used, **a), irreducible=irreducible)
             return {**f.params(), "L_curve": f.predict(grid)}
 
-        res = _bootstrap_or_warn(
-            warnings,
-            "frontier",
-            fn,
-            arrays,
-            n_resamples=n_bootstrap,
-            seed=seed,
-            level=level,
-            strata=_budget_labels(p.budget),
-        )
-        if res is not None:
-            out["interval"] = _interval(res, names)
-            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
+        models = [(slice(None), _residual_model(p, opts.level))] if source == "isoflop_vertex" else []
+        res = _run_bootstrap(fn, p.arrays(), opts, f"{name} frontier", models, p.strata())
+        names = ("E", "A", "log_A", "alpha") if irreducible else ("A", "log_A", "alpha")
+        out["interval"] = {k: res.record(k) for k in names}
+        if irreducible:
+            out["interval"]["E"] = _pinned_at_zero(out["interval"]["E"], AT_ZERO * float(np.min(y)), "E")
+        out["bootstrap"] = _bootstrap_info(res, [(name, m) for _, m in models])
+        _note_intervals(warnings, "frontier", out["interval"])
     if len(grid):
-        out["curves"] = {"L_star": _curve(grid, fr.predict(grid), res, "L_curve", ("L_star", "low", "high"))}
-    return out, (source, irreducible, fr)
+        out["curves"] = {"L_star": _curve(grid, fr.predict(grid), res, "L_curve", "L_star")}
+    return out, _Front(source, irreducible, fr, used)
 
 
-def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, refit, warnings) -> dict:
+def _section_parametric(name, p: _Points, opts: _Options, starts, workers, refit, warnings) -> dict:
     ok = np.isfinite(p.N) & np.isfinite(p.D) & np.isfinite(p.loss) & (p.N > 0) & (p.D > 0)
     if ok.sum() < MIN_PARAMETRIC_POINTS:
         msg = f"only {int(ok.sum())} points with N and D; the 5-parameter law needs >= {MIN_PARAMETRIC_POINTS}"
@@ -277,12 +328,15 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, r
         return {"error": msg}
     n, d, y = p.N[ok], p.D[ok], p.loss[ok]
     try:
-        fit = fit_parametric(n, d, y, starts=starts, workers=workers)
+        fit = fit_parametric(n, d, y, starts=starts, workers=workers, progress=opts.tick(f"{name} parametric fit"))
     except ValueError as err:
         warnings.append(f"parametric: {err}")
         return {"error": str(err)}
+    at_bound = fit.at_bound(n, d, y)
     out = {
         **fit.params(),
+        "at_bound": at_bound,
+        "loss_min": float(np.min(y)),
         "objective": fit.objective,
         "n_points": fit.n_points,
         "n_starts": fit.n_starts,
@@ -291,87 +345,95 @@ def _section_parametric(p: _Points, n_bootstrap, seed, level, starts, workers, r
         "message": fit.message,
         "a_implied": fit.beta / (fit.alpha + fit.beta),  # N_opt ~ C^a from the law itself
     }
-    if n_bootstrap > 0:
+    if opts.n_bootstrap > 0:
+        if refit == "warm" and at_bound:  # at a bound the optimum's basin is flat: warm refits barely move
+            refit = "coarse"
+            warnings.append(
+                f"parametric: {', '.join(at_bound)} at its bound 0: bootstrap refits start from the optimum and the "
+                "coarse start grid (a warm start alone stays stuck on the flat boundary)"
+            )
         refit_starts = {"warm": fit.theta, "coarse": np.vstack([fit.theta, COARSE_STARTS]), "grid": None}[refit]
-        res = _bootstrap_or_warn(
-            warnings,
-            "parametric",
+        res = bootstrap(
             lambda n, d, y: fit_parametric(n, d, y, starts=refit_starts).params(),
             (n, d, y),
-            n_resamples=n_bootstrap,
-            seed=seed,
-            level=level,
-            strata=_budget_labels(p.budget[ok]),
+            n_resamples=opts.n_bootstrap,
+            seed=opts.seed,
+            level=opts.level,
+            strata=p.strata()[ok],
+            scheme="pairs within budgets",
+            progress=opts.tick(f"{name} parametric bootstrap"),
         )
-        if res is not None:
-            out["interval"] = _interval(res, ("E", "A", "B", "alpha", "beta"))
-            out["bootstrap"] = {
-                "n_ok": res.n_ok,
-                "n_failed": res.n_failed,
-                "failures": res.failures,
-                "refit_starts": refit,
-            }
+        out["interval"] = {k: res.record(k) for k in ("E", "A", "B", "alpha", "beta")}
+        for k in ("E", "A", "B"):
+            out["interval"][k] = _pinned_at_zero(out["interval"][k], AT_ZERO * float(np.min(y)), k)
+        out["bootstrap"] = {**res.summary(), "refit_starts": refit}
+        _note_intervals(warnings, "parametric", out["interval"])
     return out
 
 
-def _section_comparison(table, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings, grid) -> dict:
-    (src_m, irr_m, fr_m), (src_a, irr_a, fr_a) = fronts[mdm], fronts[arm]
-    cs = np.union1d(_frontier_c(table, mdm, src_m), _frontier_c(table, arm, src_a))  # the sweep's budgets
+def _section_comparison(table, mdm, arm, fronts, isos, compute, opts: _Options, warnings, grid) -> dict:
+    fm, fa = fronts[mdm], fronts[arm]
+    cs = np.union1d(_frontier_c(table, mdm, fm), _frontier_c(table, arm, fa))  # the sweep's budgets
     if compute is not None:
         cs = np.union1d(cs, np.asarray(compute, dtype=np.float64))
-    out: dict = {"mdm": mdm, "arm": arm, "compute": cs, "k": compute_multiplier(fr_m, fr_a, cs)}
+    k = compute_multiplier(fm.fit, fa.fit, cs, unreachable=np.inf)
+    out: dict = {"mdm": mdm, "arm": arm, "compute": cs, "k": k}
     have_ratio = isos.get(mdm) is not None and isos.get(arm) is not None
     if have_ratio:
         out["optimal_size_ratio"] = optimal_size_ratio(isos[mdm], isos[arm], cs)
-    if np.isnan(out["k"]).any():
-        warnings.append("compute multiplier: NaN where the ARM's loss is at or below the MDM's fitted E (unreachable)")
-    if n_bootstrap > 0:
+    if np.isinf(k).any():
+        warnings.append(
+            "compute multiplier: k = inf (printed as such) where the ARM's loss is at or below the MDM's fitted E: "
+            "the MDM never reaches it"
+        )
+    res = None
+    if opts.n_bootstrap > 0:
         rows = table.select(objective=mdm).rows + table.select(objective=arm).rows
         both = Table(rows)
         is_mdm = both.column("objective") == mdm
         p = _Points(both)
-        strata = np.array([f"{o}|{b}" for o, b in zip(is_mdm, _budget_labels(p.budget), strict=True)])
+        p_m, p_a = _Points(table.select(objective=mdm)), _Points(table.select(objective=arm))
+        strata = np.array([f"{o}|{b}" for o, b in zip(is_mdm, p.strata(), strict=True)])
+        arrays = {"is_mdm": is_mdm, **p.arrays()}
 
         def fn(is_mdm, budget, N, loss, D, C):
-            fr = {}
-            iso = {}
-            for name, sel, src, irr in ((mdm, is_mdm, src_m, irr_m), (arm, ~is_mdm, src_a, irr_a)):
-                arrays = {"budget": budget[sel], "N": N[sel], "loss": loss[sel], "D": D[sel], "C": C[sel]}
-                fr[name] = _fit_frontier_from(src, irr, **arrays)
+            fr, iso = {}, {}
+            for name, sel, front in ((mdm, is_mdm, fm), (arm, ~is_mdm, fa)):
+                a = {"budget": budget[sel], "N": N[sel], "loss": loss[sel], "D": D[sel], "C": C[sel]}
+                fr[name] = fit_frontier(*_frontier_points(front.source, front.used, **a), irreducible=front.irreducible)
                 if have_ratio:
-                    iso[name] = _isoflop(arrays["budget"], arrays["N"], arrays["loss"], arrays["D"])
-            q = {"k": compute_multiplier(fr[mdm], fr[arm], cs), "k_curve": compute_multiplier(fr[mdm], fr[arm], grid)}
+                    iso[name] = _isoflop(a["budget"], a["N"], a["loss"], a["D"], isos[name].used)
+            q = {
+                "k": compute_multiplier(fr[mdm], fr[arm], cs, unreachable=np.inf),
+                "k_curve": compute_multiplier(fr[mdm], fr[arm], grid, unreachable=np.inf),
+            }
             if have_ratio:
                 q["optimal_size_ratio"] = optimal_size_ratio(iso[mdm], iso[arm], cs)
                 q["ratio_curve"] = optimal_size_ratio(iso[mdm], iso[arm], grid)
             return q
 
-        res = _bootstrap_or_warn(
-            warnings,
-            "compute multiplier",
-            fn,
-            (is_mdm, p.budget, p.N, p.loss, p.D, p.C),
-            n_resamples=n_bootstrap,
-            seed=seed,
-            level=level,
-            strata=strata,
+        vertex_based = fm.source == fa.source == "isoflop_vertex"
+        models = (
+            [(is_mdm, _residual_model(p_m, opts.level)), (~is_mdm, _residual_model(p_a, opts.level))]
+            if vertex_based
+            else []
         )
-        if res is not None:
-            out["interval"] = _interval(res, [k for k in ("k", "optimal_size_ratio") if k in res.estimate])
-            out["bootstrap"] = {"n_ok": res.n_ok, "n_failed": res.n_failed, "failures": res.failures}
-    else:
-        res = None
+        res = _run_bootstrap(fn, arrays, opts, "comparison", models, strata)
+        out["interval"] = {key: res.record(key) for key in ("k", "optimal_size_ratio") if key in res.estimate}
+        out["bootstrap"] = _bootstrap_info(res, [(mdm, models[0][1]), (arm, models[1][1])] if models else [])
+        _note_intervals(warnings, "compute multiplier", out["interval"])
     if len(grid):
-        out["curves"] = {"k": _curve(grid, compute_multiplier(fr_m, fr_a, grid), res, "k_curve", ("k", "low", "high"))}
+        k_grid = compute_multiplier(fm.fit, fa.fit, grid, unreachable=np.inf)
+        out["curves"] = {"k": _curve(grid, k_grid, res, "k_curve", "k")}
         if have_ratio:
             ratio = optimal_size_ratio(isos[mdm], isos[arm], grid)
-            out["curves"]["optimal_size_ratio"] = _curve(grid, ratio, res, "ratio_curve", ("ratio", "low", "high"))
+            out["curves"]["optimal_size_ratio"] = _curve(grid, ratio, res, "ratio_curve", "ratio")
     return out
 
 
-def _frontier_c(table: Table, objective: str, source: str) -> np.ndarray:
+def _frontier_c(table: Table, objective: str, front: _Front) -> np.ndarray:
     p = _Points(table.select(objective=objective))
-    return _frontier_points(source, budget=p.budget, N=p.N, loss=p.loss, D=p.D, C=p.C)[0]
+    return _frontier_points(front.source, front.used, **p.arrays())[0]
 
 
 def fit_study(
@@ -387,23 +449,31 @@ def fit_study(
     parametric_starts: np.ndarray | None = None,
     parametric_workers: int = 1,
     parametric_refit: str = "warm",
+    bootstrap_scheme: str = "residual",
     compute=None,
     extrapolate: float = 100.0,
     curve_points: int = 50,
+    progress: Progress | None = None,
 ) -> dict:
     """Fit everything the table supports, per objective, and compare `mdm` with `arm` when both are present.
 
     `frontier`: "auto" | "irreducible" (E + A C^-alpha) | "power" (E = 0). `parametric_starts` replaces the full
     start grid of the main parametric fit (None = the specified 4500 starts); `parametric_refit` ("warm", "coarse",
-    "grid") the starts of its bootstrap refits. `compute`: extra C values at which to
-    report k(C) and N*_MDM / N*_ARM (the sweep's own budgets are always included). `curves` (per section) evaluate
-    the fitted laws on `curve_points` log-spaced C up to `extrapolate` x the largest budget, with bootstrap bands.
+    "grid") the starts of its bootstrap refits. `bootstrap_scheme`: "residual" or "pairs" (module docstring).
+    `compute`: extra C values at which to report k(C) and N*_MDM / N*_ARM (the sweep's own budgets are always
+    included). `curves` (per section) evaluate the fitted laws on `curve_points` log-spaced C up to `extrapolate`
+    x the largest budget, with bootstrap bands. `progress(stage, done, total)` is told how long fits are going.
     Returns a JSON-serialisable dict (NaN and inf become None).
     """
     if frontier not in ("auto", "irreducible", "power"):
         raise ValueError(f"frontier must be 'auto', 'irreducible' or 'power', got {frontier!r}")
     if parametric_refit not in ("warm", "coarse", "grid"):
         raise ValueError(f"parametric_refit must be 'warm', 'coarse' or 'grid', got {parametric_refit!r}")
+    if bootstrap_scheme not in SCHEMES:
+        raise ValueError(f"bootstrap_scheme must be one of {SCHEMES}, got {bootstrap_scheme!r}")
+    if n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    opts = _Options(n_bootstrap, seed, level, bootstrap_scheme, progress)
     warnings: list[str] = []
     usable = table.usable()
     excluded = table.excluded()
@@ -412,14 +482,21 @@ def fit_study(
     result: dict = {
         "n_runs": len(table),
         "status_counts": table.status_counts(),
+        "reason_counts": table.reason_counts(),
+        "input_notes": list(table.notes),
         "excluded": excluded,
         "conventions": sorted({r["convention"] for r in usable.rows if r["convention"]}),
-        "bootstrap": {"n_resamples": n_bootstrap, "seed": seed, "level": level},
+        "bootstrap": {"n_resamples": n_bootstrap, "seed": seed, "level": level, "scheme": bootstrap_scheme},
         "objectives": {},
     }
     if len(result["conventions"]) > 1:
         warnings.append(f"runs mix FLOP conventions {result['conventions']}: pass collect(convention=...)")
-    fronts: dict[str, tuple] = {}
+    if 0 < n_bootstrap < min_resamples(level):
+        warnings.append(
+            f"{n_bootstrap} bootstrap resamples: a {100 * level:g}% percentile interval needs >= "
+            f"{min_resamples(level)} (2 in each tail), so every interval is unreliable; use --bootstrap 200 or more"
+        )
+    fronts: dict[str, _Front] = {}
     isos: dict[str, IsoFLOPFit | None] = {}
     grid = curve_grid(usable, extrapolate, curve_points) if curve_points > 0 else np.empty(0)
     for objective in usable.objectives():
@@ -427,21 +504,19 @@ def fit_study(
         p = _Points(sub)
         w: list[str] = []
         section: dict = {"n_points": len(sub)}
-        section["isoflop"], isos[objective] = _section_isoflop(p, n_bootstrap, seed, level, w, grid)
-        section["frontier"], front = _section_frontier(p, isos[objective], frontier, n_bootstrap, seed, level, w, grid)
+        section["isoflop"], isos[objective] = _section_isoflop(objective, p, opts, w, grid)
+        section["frontier"], front = _section_frontier(objective, p, isos[objective], frontier, opts, w, grid)
         if front is not None:
             fronts[objective] = front
         if parametric:
             section["parametric"] = _section_parametric(
-                p, n_bootstrap, seed, level, parametric_starts, parametric_workers, parametric_refit, w
+                objective, p, opts, parametric_starts, parametric_workers, parametric_refit, w
             )
         section["warnings"] = w
         warnings.extend(f"{objective}: {m}" for m in w)
         result["objectives"][objective] = section
     if mdm in fronts and arm in fronts:
-        result["comparison"] = _section_comparison(
-            usable, mdm, arm, fronts, isos, compute, n_bootstrap, seed, level, warnings, grid
-        )
+        result["comparison"] = _section_comparison(usable, mdm, arm, fronts, isos, compute, opts, warnings, grid)
     elif mdm in result["objectives"] or arm in result["objectives"]:
         warnings.append(f"no comparison: needs frontier fits of both {mdm!r} and {arm!r}")
     result["warnings"] = warnings

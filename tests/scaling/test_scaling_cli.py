@@ -69,15 +69,17 @@ def test_collect_writes_points_and_reports_partial_runs(sweep, tmp_path, capsys)
     assert status["crashed"] == "failed" and status["lost"] == "missing"
     assert f"{n_runs + 2} runs: {n_runs} done, 1 failed, 1 missing" in text
     assert "RuntimeError: boom" in text and "lost" in text
+    assert "failed by reason: status 'failed': 1" in text and "missing by reason: no result.json: 1" in text
     code, text, _ = run(capsys, "scaling", "collect", str(root), "--out", str(out), "--json")
     report = json.loads(text)
     assert report["status_counts"] == {"done": n_runs, "failed": 1, "missing": 1}
+    assert report["reason_counts"] == {"failed": {"status 'failed'": 1}, "missing": {"no result.json": 1}}
     assert {Path(e["run_dir"]).name for e in report["excluded"]} == {"crashed", "lost"}
 
 
 def test_fit_writes_fit_json_and_a_summary_of_its_numbers(sweep, capsys):
     root, n_runs = sweep
-    code, text, _ = run(capsys, "scaling", "fit", str(root), "--bootstrap", "20", "--no-parametric")
+    code, text, _ = run(capsys, "scaling", "fit", str(root), "--bootstrap", "100", "--no-parametric")
     assert code == 0
     fit = json.loads((root / "fit.json").read_text())
     assert len(read_csv(root / "points.csv")) == n_runs
@@ -86,17 +88,19 @@ def test_fit_writes_fit_json_and_a_summary_of_its_numbers(sweep, capsys):
         m = re.search(rf"^{objective}: a = {NUMBER} \[{NUMBER}, {NUMBER}\]  b = {NUMBER}", text, re.M)
         assert m, text
         a, lo, hi, b = (float(g) for g in m.groups())
-        np.testing.assert_allclose([a, lo, hi, b], [iso["a"], *iso["interval"]["a"], iso["b"]], rtol=1e-3)
+        rec = iso["interval"]["a"]
+        np.testing.assert_allclose([a, lo, hi, b], [iso["a"], rec["low"], rec["high"], iso["b"]], rtol=1e-3)
+        assert rec["n_resamples"] == 100 and rec["n_failed"] == 0 and rec["reliable"]
     cmp = fit["comparison"]
     printed_k = [float(v) for v in re.findall(rf"^  C = {NUMBER}: k = {NUMBER}", text, re.M) for v in v[1:]]
     np.testing.assert_allclose(printed_k, cmp["k"], rtol=1e-3)
-    code, text, _ = run(capsys, "scaling", "fit", str(root), "--bootstrap", "20", "--no-parametric", "--json")
+    code, text, _ = run(capsys, "scaling", "fit", str(root), "--bootstrap", "100", "--no-parametric", "--json")
     assert code == 0 and json.loads(text) == fit  # same seed, same data: the same fit
 
 
 def test_plot_writes_png_pdf_and_the_csv_of_each_figure(sweep, capsys):
     root, _ = sweep
-    code, text, _ = run(capsys, "scaling", "plot", str(root), "--bootstrap", "20", "--no-parametric")
+    code, text, _ = run(capsys, "scaling", "plot", str(root), "--bootstrap", "100", "--no-parametric")
     assert code == 0
     plots = root / "plots"
     for name in FIGURES:
@@ -112,7 +116,9 @@ def test_plot_writes_png_pdf_and_the_csv_of_each_figure(sweep, capsys):
     assert len(runs) == 2 * 4 * len(BUDGETS)
     budget_k = [r for r in read_csv(plots / "multiplier.csv") if r["kind"] == "budget"]
     np.testing.assert_allclose([float(r["k"]) for r in budget_k], fit["comparison"]["k"])
-    np.testing.assert_allclose([float(r["k_low"]) for r in budget_k], fit["comparison"]["interval"]["k"][0])
+    np.testing.assert_allclose(
+        [float(r["k_low"]) for r in budget_k], [r["low"] for r in fit["comparison"]["interval"]["k"]]
+    )
     band = [r for r in read_csv(plots / "frontier.csv") if r["kind"] == "fit" and r["objective"] == "llada"]
     assert float(band[-1]["C"]) > 10 * max(BUDGETS)  # extrapolated past the largest budget
     assert all(float(r["L_low"]) <= float(r["L"]) <= float(r["L_high"]) for r in band)
@@ -183,3 +189,120 @@ def test_cli_module_stays_light():
         "bad = [m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _twelve_point_csv(path: Path, rng) -> Path:
+    """2 budgets x 3 sizes x 2 objectives: every parabola interpolates its 3 sizes, every line its 2 vertices."""
+    lines = ["objective,N,D,C,loss"]
+    for objective, c, n, d, loss in study_points(rng, sigma=0.002, budgets=(1e19, 1e20), n_sizes=3):
+        rows = zip(c.tolist(), n.tolist(), d.tolist(), loss.tolist(), strict=True)
+        lines += [f"{objective},{ni!r},{di!r},{ci!r},{li!r}" for ci, ni, di, li in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+INTERVAL_PAIR = re.compile(rf"\[{NUMBER}, {NUMBER}\]")
+
+
+def test_twelve_point_csv_prints_no_interval_it_cannot_support(tmp_path, rng, capsys):
+    csv_path = _twelve_point_csv(tmp_path / "p.csv", rng)
+    code, text, _ = run(capsys, "scaling", "fit", str(csv_path), "--no-parametric", "--out", str(tmp_path / "res"))
+    assert code == 0
+    fit = json.loads((tmp_path / "res" / "fit.json").read_text())
+    for objective in ("arm", "llada"):
+        for section, name in (("isoflop", "a"), ("frontier", "alpha")):
+            rec = fit["objectives"][objective][section]["interval"][name]
+            assert not rec["reliable"] and rec["low"] is None and rec["high"] is None, rec
+            assert "no residual degrees of freedom" in rec["problem"], rec
+    assert all(not r["reliable"] for r in fit["comparison"]["interval"]["k"])
+    fit_lines = [line for line in text.splitlines() if re.search(r" (a|alpha|k) = ", line)]
+    assert len(fit_lines) == 6 and all("[unreliable: noise not estimable" in line for line in fit_lines), fit_lines
+    assert not any(INTERVAL_PAIR.search(line) for line in fit_lines)  # no interval is printed at all
+
+    # resampling the runs instead fails in almost every refit (a resample of 3 sizes rarely keeps 3): unreliable
+    code, text, _ = run(capsys, "scaling", "fit", str(csv_path), "--no-parametric", "--resample", "pairs",
+                        "--out", str(tmp_path / "pairs"))  # fmt: skip
+    rec = json.loads((tmp_path / "pairs" / "fit.json").read_text())["objectives"]["arm"]["isoflop"]["interval"]["a"]
+    assert code == 0 and rec["n_failed"] > 150 and not rec["reliable"] and rec["problem_kind"] == "failed refits"
+    assert sum(rec["failures"].values()) == rec["n_failed"]
+    assert re.search(rf"^arm: a = {NUMBER} \[unreliable: {rec['n_failed']}/200 refits failed\]", text, re.M), text
+
+    # and 5 resamples cannot make a 95% interval, whatever they give
+    code, text, _ = run(capsys, "scaling", "fit", str(csv_path), "--no-parametric", "--resample", "pairs",
+                        "--bootstrap", "5", "--out", str(tmp_path / "five"))  # fmt: skip
+    assert code == 0 and "[unreliable: only 5 resamples]" in text and not INTERVAL_PAIR.search(text)
+    assert "5 bootstrap resamples: a 95% percentile interval needs >= 80" in text
+
+
+def test_sweep_without_a_budget_axis_is_an_error_with_the_reason(tmp_path, capsys):
+    # the `tiny` sweep: 2 objectives x 2 sizes launched by step count, so no run has a FLOP budget
+    root = tmp_path / "tiny"
+    for objective in ("llada", "arm"):
+        for i, (n, d) in enumerate(((1e5, 1e6), (4e5, 1e6))):
+            record = result_record(objective, n, d, 5.0 - i * 0.1, 1.0)
+            record["flops_budget"] = None
+            write_run(root, f"{objective}-{i}", record)
+    for command in ("fit", "plot"):
+        code, out, err = run(capsys, "scaling", command, str(root), "--bootstrap", "0")
+        assert code == 2, (out, err)
+        assert "degenerate sweep" in err and "no run has a FLOP budget" in err and len(err.strip().splitlines()) == 1
+    assert not (root / "fit.json").exists() and not (root / "plots").exists()
+
+
+def test_parameters_at_a_bound_print_as_such(tmp_path, capsys):
+    # a law without an irreducible loss (E = 0) on an IsoFLOP design of 5 budgets: E goes to its bound
+    lines = ["N,D,C,loss"]
+    for c in np.logspace(18, 22, 5).tolist():
+        for x in np.linspace(-0.5, 0.5, 5).tolist():
+            n = 0.1 * c**0.5 * 10**x
+            d = c / (6 * n)
+            lines.append(f"{n!r},{d!r},{c!r},{406.4 / n**0.34 + 410.7 / d**0.28!r}")
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    code, text, _ = run(capsys, "scaling", "fit", str(tmp_path / "p.csv"), "--bootstrap", "100", "--no-parametric")
+    assert code == 0
+    fr = json.loads((tmp_path / "fit.json").read_text())["objectives"]["points"]["frontier"]
+    assert fr["at_bound"] == {"E": "lower"} and fr["E"] < 1e-3 * min(fr["points"]["L"])
+    # the estimate and any bound of its interval at E = 0 print as 0
+    m = re.search(
+        r"^points: frontier L\*\(C\) = E \+ A C\^-alpha: .*  E = 0 \(at bound\) \[(0, \S+\]|unreliable)", text, re.M
+    )
+    assert m, text
+    code, text, _ = run(capsys, "scaling", "fit", str(tmp_path / "p.csv"), "--bootstrap", "0", "--starts", "coarse")
+    par = json.loads((tmp_path / "fit.json").read_text())["objectives"]["points"]["parametric"]
+    assert code == 0 and par["at_bound"].get("E") == "lower"
+    assert re.search(r"^points: parametric .*: E = 0 \(at bound", text, re.M), text
+    assert not re.search(r"e-\d\d", text)  # no 1e-296 (nor 1e-18) anywhere
+
+
+def test_long_fits_report_progress_and_short_ones_stay_silent():
+    import io
+
+    from llada_lightning.scaling.cli import FitProgress
+
+    now = [0.0]
+    out = io.StringIO()
+    progress = FitProgress(out, every=10.0, after=5.0, clock=lambda: now[0])
+    for done in range(0, 4501, 50):  # a 4500-start fit at 50 starts per second
+        now[0] = done / 50
+        progress("arm parametric fit", done, 4500)
+    lines = out.getvalue().splitlines()
+    assert 8 <= len(lines) <= 10 and lines[-1] == "fit: arm parametric fit: 4500/4500 (90 s)", lines
+    first = lines[0]  # the first report after 5 s, with the time left estimated from the rate so far
+    assert first.startswith("fit: arm parametric fit: 250/4500 (5 s, ~85 s left)"), first
+    quiet = io.StringIO()
+    short = FitProgress(quiet, clock=lambda: 1.0)
+    short("frontier", 200, 200)
+    assert quiet.getvalue() == ""
+
+
+def test_parametric_fit_reports_every_start(rng):
+    from llada_lightning.scaling import fit_parametric
+
+    n, d = 10 ** rng.uniform(7, 9, 12), 10 ** rng.uniform(9, 11, 12)
+    loss = 1.7 + 400 / n**0.34 + 400 / d**0.28
+    starts = [[a, b, 0.0, 0.5, 0.5] for a in (0, 10) for b in (0, 10)]
+    for workers in (1, 2):
+        seen: list[tuple[int, int]] = []
+        fit_parametric(n, d, loss, starts=starts, workers=workers, progress=lambda i, t, s=seen: s.append((i, t)))
+        assert seen[-1] == (4, 4) and all(t == 4 for _, t in seen), seen
+        assert [i for i, _ in seen] == sorted(i for i, _ in seen)

@@ -21,7 +21,7 @@ FIGURES = ("isoflop", "frontier", "optimal_size", "multiplier")
 def study(out: Path) -> tuple[subprocess.CompletedProcess, float]:
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "llada_lightning.cli", "study", "--quick", "--out", str(out), "--bootstrap", "40"],
+        [sys.executable, "-m", "llada_lightning.cli", "study", "--quick", "--out", str(out), "--bootstrap", "100"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -39,34 +39,51 @@ def close(printed: list[float], expected: list) -> None:
     np.testing.assert_allclose(np.array(printed), want, rtol=6e-4, equal_nan=True)
 
 
+INTERVAL = rf"(?:\[{NUMBER}, {NUMBER}\](?: \((\d+)/(\d+) refits ok\))?|\[unreliable: ([^\]]+)\])"
+
+
+def check_interval(groups: tuple, rec: dict) -> int:
+    """A printed interval (the groups of INTERVAL) against its fit.json record; returns the numbers checked."""
+    low, high, n_ok, n_total, unreliable = groups
+    if not rec["reliable"]:
+        assert unreliable and not low, (groups, rec)  # never printed as an interval
+        return 0
+    assert not unreliable, (groups, rec)
+    close([num(low), num(high)], [rec["low"], rec["high"]])
+    if rec["n_failed"]:  # the success count is printed whenever a refit failed
+        assert (int(n_ok), int(n_total)) == (rec["n_ok"], rec["n_resamples"]), (groups, rec)
+    else:
+        assert not n_ok
+    return 2
+
+
 def check_summary_against_fit(text: str, fit: dict) -> int:
     """Every number of the summary's fit lines equals fit.json's; returns how many numbers were checked."""
     checked = 0
     for objective, sec in fit["objectives"].items():
         iso = sec["isoflop"]
-        m = re.search(rf"^{objective}: a = {NUMBER} \[{NUMBER}, {NUMBER}\]  b = {NUMBER}", text, re.M)
+        m = re.search(rf"^{objective}: a = {NUMBER} {INTERVAL}  b = {NUMBER}", text, re.M)
         if "error" in iso:
             assert m is None and f"{objective}: IsoFLOP fit failed" in text
         else:
-            close([num(g) for g in m.groups()], [iso["a"], *iso["interval"]["a"], iso["b"]])
-            checked += 4
+            close([num(m.group(1)), num(m.group(7))], [iso["a"], iso["b"]])
+            checked += 2 + check_interval(m.groups()[1:6], iso["interval"]["a"])
         lines = re.findall(rf"^{objective}:   C = {NUMBER}: N\* = {NUMBER}  L\* = {NUMBER}", text, re.M)
         assert len(lines) == len(iso["budgets"]) == 3  # parabolas are reported even when the exponent fit fails
         for groups, b in zip(lines, iso["budgets"], strict=True):
             close([num(g) for g in groups], [b["budget"], b["N_star"], b["L_star"]])
             checked += 3
         fr = sec["frontier"]
-        m = re.search(rf"^{objective}: frontier .*alpha = {NUMBER} \[{NUMBER}, {NUMBER}\]  E = {NUMBER}", text, re.M)
+        m = re.search(rf"^{objective}: frontier .*alpha = {NUMBER} {INTERVAL}  E = {NUMBER}", text, re.M)
         assert m, text
-        close([num(g) for g in m.groups()], [fr["alpha"], *fr["interval"]["alpha"], fr["E"]])
-        checked += 4
+        close([num(m.group(1)), num(m.group(7))], [fr["alpha"], fr["E"]])
+        checked += 2 + check_interval(m.groups()[1:6], fr["interval"]["alpha"])
     cmp = fit["comparison"]
-    lines = re.findall(rf"^  C = {NUMBER}: k = {NUMBER} \[{NUMBER}, {NUMBER}\]", text, re.M)
+    lines = re.findall(rf"^  C = {NUMBER}: k = {NUMBER} {INTERVAL}", text, re.M)
     assert len(lines) == len(cmp["compute"]) == 3
     for i, groups in enumerate(lines):
-        k_lo, k_hi = cmp["interval"]["k"][0][i], cmp["interval"]["k"][1][i]
-        close([num(g) for g in groups], [cmp["compute"][i], cmp["k"][i], k_lo, k_hi])
-        checked += 4
+        close([num(g) for g in groups[:2]], [cmp["compute"][i], cmp["k"][i]])
+        checked += 2 + check_interval(groups[2:7], cmp["interval"]["k"][i])
     return checked
 
 
