@@ -1,4 +1,4 @@
-"""Benchmark of the Approach-3 fit (SPEC 6): 250 synthetic points, the full 4500-start L-BFGS-B grid.
+"""Benchmark of the Approach-3 fit (Hoffmann et al. 2022): 250 synthetic points, the full 4500-start L-BFGS-B grid.
 
 Points are drawn from Chinchilla's law (E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28) at log-uniform
 N in [1e7, 1e11] and D in [1e8, 1e13], with multiplicative log-normal noise. Prints the wall time of each

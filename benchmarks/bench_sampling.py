@@ -3,7 +3,7 @@
     python benchmarks/bench_sampling.py            # ~1-2 minutes on 2 CPU cores
     python benchmarks/bench_sampling.py --quick    # a smoke run
 
-A small bidirectional Transformer is first trained for a few hundred steps (LLaDA loss, SPEC 1) on a synthetic
+A small bidirectional Transformer is first trained for a few hundred steps (LLaDA's loss) on a synthetic
 task: periodic sequences (a random pattern of 2 to 8 tokens, repeated), so its predictions are confident and
 checkable (`acc` = fraction of generated tokens equal to the true continuation). The exact sampler and the
 prompt-cached one (Fast-dLLM prefix cache, `generate(..., prompt_cache=True)`) then run on the same prompts,

@@ -1,4 +1,4 @@
-"""Parameter and FLOP accounting (SPEC 5, 7): plain Python, no torch.
+"""Parameter and FLOP accounting (Kaplan et al. 2020; Hoffmann et al. 2022 App. F): plain Python, no torch.
 
 Two conventions, always named next to any number they produce:
 - "6N": training FLOPs per token = 6 * N, N = non-embedding parameters, no attention term
@@ -31,7 +31,7 @@ def param_counts(cfg: ModelConfig) -> tuple[int, int]:
     """(non_embedding, total), exact for `models.build_model(cfg)`.
 
     Non-embedding = all but the input embedding and output head, norms included (SMDM sizes:
-    `n_layer * (16 d^2 + 2 d) + d`, SPEC 7). Total counts a tied head once.
+    `n_layer * (16 d^2 + 2 d) + d`, SMDM). Total counts a tied head once.
     """
     d = cfg.d_model
     norms = 2 * d * cfg.n_layers + d  # two RMSNorms per block plus the final one

@@ -70,7 +70,7 @@ def test_gqa_and_tied_counts_by_hand() -> None:
 def test_smdm_closed_form(name: str) -> None:
     cfg = LADDER[name]
     d = cfg.d_model
-    assert param_counts(cfg)[0] == cfg.n_layers * (16 * d * d + 2 * d) + d  # SPEC 7
+    assert param_counts(cfg)[0] == cfg.n_layers * (16 * d * d + 2 * d) + d  # SMDM lit_gpt/config.py
     assert matmul_params(cfg) == cfg.n_layers * 16 * d * d
 
 

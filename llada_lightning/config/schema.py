@@ -81,7 +81,7 @@ class DataConfig:
 
 @dataclass
 class ObjectiveConfig:
-    """The training objective: `llada` (masked diffusion, SPEC 1) or `arm` (next-token prediction)."""
+    """The training objective: `llada` (masked diffusion, Nie et al. 2025) or `arm` (next-token prediction)."""
 
     name: str = "llada"
     schedule: str = "linear"  # llada: linear | cosine | polynomial
@@ -104,7 +104,7 @@ class TrainConfig:
     # training FLOPs; steps = budget / (flops per token * tokens per step), counting every step at full length:
     # LLaDA's random-length steps then spend slightly less (result.json counts what was spent)
     flops_budget: float | None = None
-    flops_convention: str = "6N"  # how flops_budget is counted: "6N" (Kaplan/SMDM) or "full" (SPEC 5)
+    flops_convention: str = "6N"  # how flops_budget is counted: "6N" (Kaplan/SMDM) or "full" (flops.py)
     lr: float = 1e-3
     min_lr_ratio: float = 0.1  # cosine/wsd end at lr * min_lr_ratio (SMDM: 10%)
     lr_schedule: str = "cosine"  # cosine | wsd | constant (all after linear warmup)

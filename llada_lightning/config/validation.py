@@ -23,7 +23,7 @@ PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true",
 
 
 def resolve(cfg: RunConfig) -> RunConfig:
-    """Fill derived fields: the ARM baseline is the same backbone with the causal mask on (SPEC 4)."""
+    """Fill derived fields: the ARM baseline is the same backbone with the causal mask on (SMDM, MDLM)."""
     if cfg.objective.name == "arm":
         cfg.model = dataclasses.replace(cfg.model, causal=True)
     return cfg
@@ -49,7 +49,7 @@ def tokens_per_step(cfg: RunConfig) -> int:
 
 
 def total_steps(cfg: RunConfig) -> int:
-    """Optimizer steps of the run: `train.max_steps`, or derived from `train.flops_budget` (SPEC 5)."""
+    """Optimizer steps of the run: `train.max_steps`, or derived from `train.flops_budget` (flops.py)."""
     from llada_lightning.flops import steps_for_budget
 
     t = cfg.train

@@ -3,7 +3,7 @@
 A document is the unit of the train/val split (see `cache.py`): every run validates on whole documents
 that training never sees. The embedded corpus ships 42 works; a work is too coarse a unit (the split
 would hold out two plays), so each work is cut into documents of about `EMBEDDED_DOC_CHARS` characters
-at paragraph boundaries (blank lines), which gives about 630 documents (SPEC 9, ATTRIBUTION.md).
+at paragraph boundaries (blank lines), which gives about 630 documents (ATTRIBUTION.md).
 """
 
 from __future__ import annotations

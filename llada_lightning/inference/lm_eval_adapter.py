@@ -1,5 +1,5 @@
 """An lm-evaluation-harness model for trained runs, registered as `llada_lightning` (LLaDA wraps its model the
-same way: an `LM` subclass with `loglikelihood` and `generate_until`; SPEC 3).
+same way: an `LM` subclass with `loglikelihood` and `generate_until`; LLaDA eval_llada.py).
 
 Needs the optional extra (`pip install 'llada-lightning[eval]'`); nothing else in the package imports this module.
 Importing it registers the model, so in Python:

@@ -1,4 +1,4 @@
-"""Multiple-choice evaluation from a local JSONL task file (SPEC 3: score each choice by its log-likelihood).
+"""Multiple-choice evaluation from a local JSONL task file (each choice scored by its log-likelihood, as eval_llada.py).
 
 One JSON object per line: `{"context": str, "choices": [str, ...], "gold": int}` (blank lines are skipped).
 Each choice is scored by log p(choice | context) (`scoring.continuation_loglik`: LLaDA the Monte Carlo lower bound

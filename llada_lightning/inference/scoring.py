@@ -3,7 +3,7 @@
 - `encode_pair`: (context, continuation) -> token ids, lm-eval's convention: trailing spaces of the context move
   to the continuation, the pair is encoded as one string and split where the context's own tokens end; an empty
   context becomes the document separator (EOS), so every answer has something to condition on.
-- `continuation_loglik`: log p(continuation | context): LLaDA the Monte Carlo lower bound of SPEC 3 (`mc_num` draws,
+- `continuation_loglik`: log p(continuation | context): LLaDA the Monte Carlo lower bound (`mc_num` draws,
   `generator` for reproducibility), ARM the exact sum of next-token log-probabilities.
 - `is_greedy`: would greedy decoding produce the continuation? ARM: argmax at every answer position (one pass).
   LLaDA: LLaDA's `suffix_greedy_prediction`: all answer tokens masked, one token committed per step, the most

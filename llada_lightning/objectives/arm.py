@@ -1,4 +1,4 @@
-"""The autoregressive baseline: next-token cross-entropy (SPEC 4), exact NLL for validation.
+"""The autoregressive baseline: next-token cross-entropy (SMDM pretrain/train_ar.py), exact NLL for validation.
 
 The model is the same backbone with the causal mask on; only this file and the mask differ from LLaDA.
 """

@@ -1,4 +1,4 @@
-"""The LLaDA masked diffusion objective (Nie et al. 2025; SPEC 1), with MDLM's general schedules.
+"""The LLaDA masked diffusion objective (Nie et al. 2025), with MDLM's general schedules.
 
 Training step, per sequence b of a batch x0[B, T]:
   t_b ~ U[0, 1)  (i.i.d., or antithetic across the batch: t_b = (u + b/B) mod 1, MDLM)
@@ -69,7 +69,7 @@ def _masked_token_ce(logits: Tensor, x0: Tensor, masked: Tensor) -> Tensor:
 
 
 def masked_diffusion_loss(logits: Tensor, x0: Tensor, masked: Tensor, weight: Tensor) -> Tensor:
-    """(1 / (B T)) sum_b sum_i masked * CE(logits[b, i], x0[b, i]) * weight[b] (SPEC 1).
+    """(1 / (B T)) sum_b sum_i masked * CE(logits[b, i], x0[b, i]) * weight[b] (Nie et al. 2025, eq. 3).
 
     Divided by ALL B*T tokens, not by the number of masked ones (LLaDA Eq. 3 / pretraining code).
     """

@@ -1,4 +1,4 @@
-"""Masking schedules of a masked diffusion LM (MDLM, Sahoo et al. 2024, `noise_schedule.py`; SPEC 1).
+"""Masking schedules of a masked diffusion LM (MDLM, Sahoo et al. 2024, `noise_schedule.py`).
 
 `alpha(t)` is the probability that a token is still clean at time t in [0, 1]; a token is masked with
 probability `mask_prob(t) = 1 - alpha(t)`; the ELBO weight of a masked token is

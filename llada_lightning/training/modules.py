@@ -59,7 +59,7 @@ class BaseModule(L.LightningModule):
             cfg = compose([], base=OmegaConf.create(cfg), check=False)
         if self.objective_name and cfg.objective.name != self.objective_name:
             raise ValueError(f"{type(self).__name__} needs objective.name={self.objective_name!r}")
-        causal = cfg.objective.name == "arm"  # the only backbone difference between the two (SPEC 4)
+        causal = cfg.objective.name == "arm"  # the only backbone difference between the two (SMDM; MDLM `causal`)
         if cfg.model.causal != causal:
             if not causal:
                 raise ValueError("LLaDA needs a bidirectional backbone: set model.causal=False")
@@ -256,13 +256,13 @@ class BaseModule(L.LightningModule):
 
 
 class LLaDAModule(BaseModule):
-    """Masked diffusion LM (LLaDA): bidirectional backbone, masked-token ELBO objective (SPEC 1)."""
+    """Masked diffusion LM (LLaDA): bidirectional backbone, masked-token ELBO objective (Nie et al. 2025)."""
 
     objective_name = "llada"
 
 
 class ARMModule(BaseModule):
-    """The matched autoregressive baseline: the same backbone with the causal mask (SPEC 4)."""
+    """The matched autoregressive baseline: the same backbone with the causal mask (SMDM pretrain/train_ar.py)."""
 
     objective_name = "arm"
 

@@ -77,7 +77,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
     if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-        # One requeue owner: the sweep layer (submitit) requeues; Lightning's own handler stays off (SPEC 8).
+        # One requeue owner: the sweep layer (submitit) requeues; Lightning's own handler stays off.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     val_every = t.val_every_n_steps if t.val_every_n_steps > 0 else steps
     trainer = L.Trainer(

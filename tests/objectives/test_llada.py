@@ -38,7 +38,7 @@ def hand_ce(row: list[float], target: int) -> float:
 
 
 def hand_weight(key: str, s: float) -> float:
-    """-alpha'(s) / (1 - alpha(s)) written out by hand (SPEC 1)."""
+    """-alpha'(s) / (1 - alpha(s)) written out by hand (MDLM, Sahoo et al. 2024)."""
     if key == "linear":
         return 1 / s
     if key == "cosine":

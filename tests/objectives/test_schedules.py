@@ -21,7 +21,7 @@ SCHEDULES = {
     "polynomial3": lambda: get_schedule("polynomial", power=3.0),
 }
 
-# Closed forms of alpha_t written out by hand (SPEC 1), in double precision.
+# Closed forms of alpha_t written out by hand (MDLM, Sahoo et al. 2024), in double precision.
 ALPHA = {
     "linear": lambda t: 1.0 - t,
     "cosine": lambda t: math.cos(math.pi * t / 2),

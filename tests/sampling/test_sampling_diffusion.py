@@ -26,7 +26,7 @@ def peaked_table(length: int, vocab: int, sharpness: list[float], offset: int) -
 
 
 def reference_generate(model, prompt, *, gen_length, steps, block_length, mask_id, cfg_scale=0.0):
-    """SPEC 2 written out with Python loops over rows and positions (greedy, no padding): the oracle."""
+    """LLaDA generate.py written out with Python loops over rows and positions (greedy, no padding): the oracle."""
     b, p = prompt.shape
     x = torch.cat((prompt, torch.full((b, gen_length), mask_id)), dim=1)
     num_blocks = gen_length // block_length
