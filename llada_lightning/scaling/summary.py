@@ -1,9 +1,9 @@
 """A plain-text summary of `fit_study`'s result: every number printed is read from the result, never recomputed.
 
 Numbers are printed with 4 significant digits (`NUM`); a parameter at a bound of its fit prints as such
-(`E = 0 (at bound)`). A reliable interval prints as `[low, high]` at the bootstrap level, followed by
-`(n_ok/n refits ok)` whenever any refit failed; an unreliable one prints as `[unreliable: why]` and never as an
-interval (bootstrap.py says when an interval is reliable).
+(`E = 0 (at bound)`). A reliable interval prints as `[low, high] (n_ok/n refits ok)` at the bootstrap level, so every
+interval says how many of its refits failed; an unreliable one prints as `[unreliable: why]` (with the same count)
+and never as an interval (bootstrap.py says when an interval is reliable).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _short_problem(rec: dict) -> str:
 
 
 def fmt_interval(rec, zero_below: float = 0.0) -> str:
-    """` [low, high]` (plus the refit count if any failed), ` [unreliable: why]`, or "" without an interval.
+    """` [low, high] (n_ok/n refits ok)`, ` [unreliable: why]`, or "" without an interval.
 
     `zero_below`: bounds of a parameter bounded below by 0 that lie below this print as 0 (at the bound)."""
     if not rec:
@@ -59,7 +59,10 @@ def fmt_interval(rec, zero_below: float = 0.0) -> str:
     if not isinstance(rec, dict):  # a [low, high] pair
         return f" [{fmt(rec[0])}, {fmt(rec[1])}]" if len(rec) == 2 else ""
     if not rec.get("reliable"):
-        return f" [unreliable: {_short_problem(rec)}]"
+        why = _short_problem(rec)
+        if rec.get("problem_kind") not in ("failed refits", "not estimable", "no resamples"):
+            why += f"; {rec['n_ok']}/{rec['n_resamples']} refits ok"
+        return f" [unreliable: {why}]"
 
     digits = 4  # enough significant digits that the two bounds print differently (a narrow interval is no point)
     if rec["low"] is not None and rec["high"] is not None:
@@ -71,10 +74,7 @@ def fmt_interval(rec, zero_below: float = 0.0) -> str:
 
     low = "-inf" if rec["low"] is None else bound(rec["low"])
     high = "inf" if rec["high"] is None else bound(rec["high"])
-    text = f" [{low}, {high}{')' if rec['high'] is None else ']'}"
-    if rec.get("n_failed"):
-        text += f" ({rec['n_ok']}/{rec['n_resamples']} refits ok)"
-    return text
+    return f" [{low}, {high}{')' if rec['high'] is None else ']'} ({rec['n_ok']}/{rec['n_resamples']} refits ok)"
 
 
 def _convention(fit: dict) -> str:

@@ -85,7 +85,9 @@ def test_fit_writes_fit_json_and_a_summary_of_its_numbers(sweep, capsys):
     assert len(read_csv(root / "points.csv")) == n_runs
     for objective in ("llada", "arm"):
         iso = fit["objectives"][objective]["isoflop"]
-        m = re.search(rf"^{objective}: a = {NUMBER} \[{NUMBER}, {NUMBER}\]  b = {NUMBER}", text, re.M)
+        m = re.search(
+            rf"^{objective}: a = {NUMBER} \[{NUMBER}, {NUMBER}\] \(100/100 refits ok\)  b = {NUMBER}", text, re.M
+        )
         assert m, text
         a, lo, hi, b = (float(g) for g in m.groups())
         rec = iso["interval"]["a"]
@@ -230,7 +232,7 @@ def test_twelve_point_csv_prints_no_interval_it_cannot_support(tmp_path, rng, ca
     # and 5 resamples cannot make a 95% interval, whatever they give
     code, text, _ = run(capsys, "scaling", "fit", str(csv_path), "--no-parametric", "--resample", "pairs",
                         "--bootstrap", "5", "--out", str(tmp_path / "five"))  # fmt: skip
-    assert code == 0 and "[unreliable: only 5 resamples]" in text and not INTERVAL_PAIR.search(text)
+    assert code == 0 and "[unreliable: only 5 resamples; " in text and not INTERVAL_PAIR.search(text)
     assert "5 bootstrap resamples: a 95% percentile interval needs >= 80" in text
 
 

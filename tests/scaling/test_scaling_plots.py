@@ -90,4 +90,4 @@ def test_interval_in_a_legend_is_printed_only_when_reliable(fit_and_table, captu
     rec.update(reliable=False, low=None, high=None, problem_kind="zero width", problem="zero width")
     plots_module.plot_optimal_size(fit, tmp_path / "optimal_size")
     legend = captured["optimal_size"]["legend"]
-    assert any("a = " in t and "[unreliable: zero width]" in t for t in legend), legend
+    assert any("a = " in t and "[unreliable: zero width; 100/100 refits ok]" in t for t in legend), legend
