@@ -30,7 +30,14 @@ from llada_lightning.scaling.bootstrap import BootstrapResult, bootstrap
 from llada_lightning.scaling.collect import Table
 from llada_lightning.scaling.errors import FitError
 from llada_lightning.scaling.frontier import ALPHA_MAX, Frontier, fit_frontier
-from llada_lightning.scaling.isoflop import IsoFLOPFit, distinct_sizes, fit_isoflop, fit_parabola, group_budgets
+from llada_lightning.scaling.isoflop import (
+    BUDGET_RTOL,
+    IsoFLOPFit,
+    distinct_sizes,
+    fit_isoflop,
+    fit_parabola,
+    group_budgets,
+)
 from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
 from llada_lightning.scaling.parametric import NEGLIGIBLE, fit_parametric
 from llada_lightning.scaling.requirements import (
@@ -122,11 +129,18 @@ def _isoflop(budget, N, loss, D, used=None) -> IsoFLOPFit:
 
 
 def _frontier_points(source: str, used, budget, N, loss, D, C) -> tuple[np.ndarray, np.ndarray]:
+    """The frontier's points: the IsoFLOP vertices of the budgets `used`, or (budget_minimum) the lowest loss of
+    each budget that compares >= MIN_MINIMUM_SIZES sizes; a refit (`used` given) needs exactly those budgets."""
     if source == "isoflop_vertex":
         v = _isoflop(budget, N, loss, D, used).vertices()
         return v["C"], v["L_star"]
-    labels = _budget_labels(budget)  # budget_minimum: the lowest loss of each budget that compares sizes
+    labels = _budget_labels(budget)
     keys = [k for k in np.unique(labels[np.isfinite(labels)]) if distinct_sizes(N[labels == k]) >= MIN_MINIMUM_SIZES]
+    if used is not None:  # a refit: the full-data fit's budgets, each still comparing sizes
+        missing = [u for u in used if not any(abs(np.log(k / u)) <= BUDGET_RTOL for k in keys)]
+        if missing:
+            kind = f"budget {missing[0]:.3g}: fewer than {MIN_MINIMUM_SIZES} distinct sizes"
+            raise FitError(f"refit of the budget minima: {kind}", kind=kind)
     return np.array(keys), np.array([loss[labels == k].min() for k in keys])
 
 
@@ -262,6 +276,7 @@ def _section_frontier(name, p: _Points, iso, mode, opts: _Options, warnings, gri
     source = "isoflop_vertex" if iso is not None else "budget_minimum"
     used = iso.used if iso is not None else None
     c, y = _frontier_points(source, used, **p.arrays())
+    used = list(c) if used is None else used  # refits use the same budgets
     irreducible = {"auto": len(c) >= MIN_IRREDUCIBLE_POINTS, "irreducible": True, "power": False}[mode]
     if source != "isoflop_vertex":
         skipped = int(np.unique(p.labels[np.isfinite(p.labels)]).size) - len(c)
