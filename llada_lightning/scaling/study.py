@@ -169,11 +169,14 @@ def _note_intervals(warnings: list[str], what: str, records: dict) -> None:
     for name, rec in records.items():
         recs = rec if isinstance(rec, list) else [rec]
         bad = next((r for r in recs if not r["reliable"]), None)
-        if bad is not None and bad["problem_kind"] != "too few resamples":
-            unreliable.setdefault(f"{100 * bad['level']:g}% interval unreliable: {bad['problem']}", []).append(name)
         worst = max(recs, key=lambda r: r["n_failed"])
+        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(worst["failures"].items(), key=lambda kv: -kv[1]))
+        if bad is not None and bad["problem_kind"] != "too few resamples":
+            text = f"{100 * bad['level']:g}% interval unreliable: {bad['problem']}"
+            if bad["problem_kind"] == "failed refits":
+                text += f" ({kinds})"
+            unreliable.setdefault(text, []).append(name)
         if bad is None and worst["n_failed"]:
-            kinds = ", ".join(f"{k}: {v}" for k, v in sorted(worst["failures"].items(), key=lambda kv: -kv[1]))
             failed.setdefault(
                 f"{worst['n_failed']} of {worst['n_resamples']} refits failed ({kinds}), counted as unbounded outcomes",
                 [],
@@ -511,28 +514,29 @@ def fit_study(
             f"{n_bootstrap} bootstrap resamples: a {100 * level:g}% percentile interval needs >= "
             f"{min_resamples(level)} (2 in each tail), so every interval is unreliable; use --bootstrap 200 or more"
         )
-    fronts: dict[str, _Front] = {}
-    isos: dict[str, IsoFLOPFit | None] = {}
-    grid = curve_grid(usable, extrapolate, curve_points) if curve_points > 0 else np.empty(0)
-    for objective in usable.objectives():
-        sub = usable.select(objective=objective)
-        p = _Points(sub)
-        w: list[str] = []
-        section: dict = {"n_points": len(sub)}
-        section["isoflop"], isos[objective] = _section_isoflop(objective, p, opts, w, grid)
-        section["frontier"], front = _section_frontier(objective, p, isos[objective], frontier, opts, w, grid)
-        if front is not None:
-            fronts[objective] = front
-        if parametric:
-            section["parametric"] = _section_parametric(
-                objective, p, opts, parametric_starts, parametric_workers, parametric_refit, w
-            )
-        section["warnings"] = w
-        warnings.extend(f"{objective}: {m}" for m in w)
-        result["objectives"][objective] = section
-    if mdm in fronts and arm in fronts:
-        result["comparison"] = _section_comparison(usable, mdm, arm, fronts, isos, compute, opts, warnings, grid)
-    elif mdm in result["objectives"] or arm in result["objectives"]:
-        warnings.append(f"no comparison: needs frontier fits of both {mdm!r} and {arm!r}")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # an extreme law gives inf/NaN, reported
+        fronts: dict[str, _Front] = {}
+        isos: dict[str, IsoFLOPFit | None] = {}
+        grid = curve_grid(usable, extrapolate, curve_points) if curve_points > 0 else np.empty(0)
+        for objective in usable.objectives():
+            sub = usable.select(objective=objective)
+            p = _Points(sub)
+            w: list[str] = []
+            section: dict = {"n_points": len(sub)}
+            section["isoflop"], isos[objective] = _section_isoflop(objective, p, opts, w, grid)
+            section["frontier"], front = _section_frontier(objective, p, isos[objective], frontier, opts, w, grid)
+            if front is not None:
+                fronts[objective] = front
+            if parametric:
+                section["parametric"] = _section_parametric(
+                    objective, p, opts, parametric_starts, parametric_workers, parametric_refit, w
+                )
+            section["warnings"] = w
+            warnings.extend(f"{objective}: {m}" for m in w)
+            result["objectives"][objective] = section
+        if mdm in fronts and arm in fronts:
+            result["comparison"] = _section_comparison(usable, mdm, arm, fronts, isos, compute, opts, warnings, grid)
+        elif mdm in result["objectives"] or arm in result["objectives"]:
+            warnings.append(f"no comparison: needs frontier fits of both {mdm!r} and {arm!r}")
     result["warnings"] = warnings
     return _jsonable(result)
