@@ -105,7 +105,7 @@ def main() -> None:
     import torch
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {platform.platform()}")
-    print(f"{'run':<22} {'variant':<30} {'val_loss':>18} {'same loss':>9} {'same weights':>12} {'rel. diff':>10}")
+    print(f"{'run':<36} {'variant':<30} {'val_loss':>18} {'same loss':>9} {'same weights':>12} {'rel. diff':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs_of(args.spec, args.run):
             first = None
@@ -115,7 +115,7 @@ def main() -> None:
                 same_loss = out["val_loss"] == first["val_loss"]
                 rel = abs(out["val_loss"] - first["val_loss"]) / abs(first["val_loss"])
                 print(
-                    f"{run.name:<22} {label:<30} {out['val_loss']:>18.15f} {str(same_loss):>9} "
+                    f"{run.name:<36} {label:<30} {out['val_loss']:>18.15f} {str(same_loss):>9} "
                     f"{str(out['weights'] == first['weights']):>12} {rel:>10.2e}"
                 )
     print(f"fit_study of one synthetic sweep, twice in fresh processes: fit.json byte-identical: {fit_twice()}")

@@ -50,12 +50,21 @@ def failure_kind(err: BaseException) -> str:
     return f"{type(err).__name__}: {_NUMBER.sub('#', text)}"
 
 
+def tail_index(q: float, n: int) -> int:
+    """floor(q (n - 1)): the 0-based order statistic of the lower bound, and the failed refits a bound absorbs.
+
+    Computed with a margin of 1e-9 so that a level like 0.8 (q = 0.09999999999999998 in floating point) does not
+    lose an order statistic to rounding."""
+    return math.floor(q * (n - 1) + 1e-9)
+
+
 def _bounds(values: np.ndarray, q: float) -> tuple[float, float]:
     """Order-statistic percentile bounds of 1-d `values`, NaN (failed) counted as -inf below and +inf above."""
     b = len(values)
     failed = np.isnan(values)
-    low = np.sort(np.where(failed, -np.inf, values))[math.floor(q * (b - 1))]
-    high = np.sort(np.where(failed, np.inf, values))[math.ceil((1 - q) * (b - 1))]
+    j = tail_index(q, b)
+    low = np.sort(np.where(failed, -np.inf, values))[j]
+    high = np.sort(np.where(failed, np.inf, values))[b - 1 - j]  # = ceil((1 - q) (b - 1)), symmetric
     return float(low), float(high)
 
 
@@ -119,7 +128,7 @@ class BootstrapResult:
             rec["problem_kind"] = "not estimable" if self.problem else "no resamples"
             return rec
         low, high = _bounds(values, self.q)
-        allowed = math.floor(self.q * (self.n_resamples - 1))  # failed refits a bound can absorb
+        allowed = tail_index(self.q, self.n_resamples)  # failed refits a bound can absorb
         need = min_resamples(self.level)
         if self.n_resamples < need:
             kind = "too few resamples"
@@ -132,8 +141,8 @@ class BootstrapResult:
                 f"{n_nan} of {self.n_resamples} refits failed (more than {allowed}, "
                 f"{100 * self.q:g}%, reach a bound): the interval is unbounded"
             )
-        elif not high - low > ZERO_WIDTH_RTOL * max(abs(low), abs(high)):
-            kind = "zero width"
+        elif low == high or (math.isfinite(high - low) and high - low <= ZERO_WIDTH_RTOL * max(abs(low), abs(high))):
+            kind = "zero width"  # (an infinite bound of known direction, e.g. k = inf, is a width)
             rec["problem"] = f"zero width (every refit gave {low:.6g}): not an interval"
         elif not low <= estimate <= high:
             kind = "excludes the estimate"

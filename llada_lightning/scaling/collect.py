@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from llada_lightning.io import atomic_write_text
-from llada_lightning.scaling.validate import compute_problem, first_problem, number
+from llada_lightning.scaling.validate import budget_problem, compute_problem, first_problem, number
 
 RESULT = "result.json"
 RUN_CONFIG = "config.yaml"
@@ -187,9 +187,10 @@ RESULT_COLUMNS = {"N_nonemb": "N", "tokens": "D", "val_loss": "loss"}  # result.
 
 def _row_from_result(res: dict, run_dir: Path, convention: str | None, params: str) -> dict:
     row = _empty_row(run_dir)
-    conv = convention or res.get("flops_convention") or "6N"
-    if conv not in CONVENTIONS:
-        raise ValueError(f"convention must be '6N' or 'full', got {conv!r}")
+    own = res.get("flops_convention") or "6N"  # the convention of its budget
+    if convention is not None and convention not in CONVENTIONS:
+        raise ValueError(f"convention must be '6N' or 'full', got {convention!r}")
+    conv = convention or (own if own in CONVENTIONS else "6N")
     c_key = "flops_6N" if conv == "6N" else "flops_full"
     row.update(
         objective=str(res.get("objective") or ""),
@@ -207,6 +208,9 @@ def _row_from_result(res: dict, run_dir: Path, convention: str | None, params: s
         status="done",
     )
     where = f"{run_dir}: result.json"
+    if own not in CONVENTIONS and res.get("status") == "done":
+        _mark(row, "invalid", "unknown flops_convention", f"{where} flops_convention = {own!r} is not 6N or full")
+        return row
     if res.get("status") != "done":
         detail = res.get("error") or res.get("message") or ""
         _mark(
@@ -232,6 +236,9 @@ def _row_from_result(res: dict, run_dir: Path, convention: str | None, params: s
             found = compute_problem(
                 "full", row["C"], _float(res.get("N_nonemb")), row["D"], (c_key, "N_nonemb", "tokens")
             )
+        if found is None:  # the compute it spent, in its budget's convention, belongs to its budget
+            spent = _float(res.get("flops_6N" if own == "6N" else "flops_full"))
+            found = budget_problem(spent, row["budget"], ("flops_6N" if own == "6N" else "flops_full", "flops_budget"))
     if found is not None:
         _mark(row, "invalid", found[0], f"{where} {found[1]}")
     return row
@@ -249,13 +256,20 @@ def _mark_duplicates(rows: list[dict], label, value_keys: tuple[str, ...] = VALU
             continue
         if row["signature"]:
             key: tuple = ("signature", row["signature"])
+        elif math.isfinite(row["seed"]):  # a seed names the run: the same run twice, whatever its loss
+            key = tuple(repr(row.get(k)) for k in value_keys if k != "loss")
         else:
             key = tuple(repr(row.get(k)) for k in value_keys)
         first = seen.get(key)
         if first is None:
             seen[key] = row
         else:
-            what = "the same signature" if row["signature"] else "the same values"
+            if row["signature"]:
+                what = "the same signature"
+            elif math.isfinite(row["seed"]) and row["loss"] != first["loss"]:
+                what = "the same run (seed) with another loss"
+            else:
+                what = "the same values"
             _mark(row, "duplicate", f"duplicate ({what[4:]})", f"{label(row)}: {what} as {label(first)}")
 
 
@@ -472,6 +486,9 @@ def read_points(
             if found is not None:
                 _mark(row, "invalid", found[0], f"{where}: {found[1]}")
         row["budget"] = _float(budget_raw) if cols["budget"] else row["C"]
+        found = budget_problem(row["C"], row["budget"], (names["C"] or "C", names["budget"] or "budget"))
+        if found is not None and row["status"] == "done":
+            _mark(row, "invalid", found[0], f"{where}: {found[1]}")
     notes = [
         f"{what} in {count} row(s) that give none"
         for what, count in (("C derived as 6 N D", derived["C"]), ("D derived as C / (6 N)", derived["D"]))

@@ -12,8 +12,10 @@ Davison & Hinkley 1997, "Bootstrap Methods and their Application", Algorithm 6.1
 With few residual degrees of freedom (df = sum over budgets of n_b - 3) the pooled noise is itself uncertain and a
 bootstrap that treats it as known under-covers (for a linear statistic it gives estimate +- z s, where Student's t
 interval needs estimate +- t_df s: 86% coverage instead of 95% at df = 3). The residuals are therefore scaled by
-t_df(1 - q) / z(1 - q), which makes the bootstrap interval of any linear statistic the exact Student-t interval under
-Gaussian noise (Student 1908); df = 0 (every budget sampled at exactly 3 sizes, which the parabola interpolates)
+t_df(1 - q) / z(1 - q), which turns the bootstrap interval of a linear statistic under Gaussian noise into Student's
+t interval (Student 1908) at the level it is computed for (approximately for the vertex-derived statistics: measured
+coverage of the exponent at df = 3 rose from 0.90 to 0.96 at 95%; at lower levels it over-covers);
+df = 0 (every budget sampled at exactly 3 sizes, which the parabola interpolates)
 leaves the noise unknown and no interval can be formed.
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
+from llada_lightning.scaling.isoflop import BUDGET_RTOL
 from llada_lightning.scaling.requirements import MIN_SIZES
 
 _LEVERAGE_ONE = 1.0 - 1e-9  # h_ii this close to 1: the point is interpolated, its residual carries no noise
@@ -32,11 +35,19 @@ _LEVERAGE_ONE = 1.0 - 1e-9  # h_ii this close to 1: the point is interpolated, i
 class ParabolaResiduals:
     """The pooled, modified residuals of one objective's IsoFLOP parabolas, and a resampler of its losses.
 
-    `labels` are the budget labels of the points (NaN: no budget); points of budgets with fewer than MIN_SIZES
-    distinct sizes keep their observed loss in every refit (no parabola describes them).
+    `labels` are the budget labels of the points (NaN: no budget). `budgets` (the budgets the fit uses; default
+    all): only their parabolas give residuals, so a budget left out of the fit (concave, or spoilt by a misfiled
+    run) cannot inflate the noise of the others. Points of other budgets keep their observed loss in every refit.
     """
 
-    def __init__(self, labels: np.ndarray, n_params: np.ndarray, loss: np.ndarray, level: float = 0.95) -> None:
+    def __init__(
+        self,
+        labels: np.ndarray,
+        n_params: np.ndarray,
+        loss: np.ndarray,
+        level: float = 0.95,
+        budgets=None,
+    ) -> None:
         labels = np.asarray(labels, dtype=np.float64)
         x_all = np.log10(np.asarray(n_params, dtype=np.float64))
         y_all = np.asarray(loss, dtype=np.float64)
@@ -45,6 +56,8 @@ class ParabolaResiduals:
         pool: list[np.ndarray] = []
         self.df = 0
         for label in np.unique(labels[np.isfinite(labels)]):
+            if budgets is not None and not any(abs(np.log(label / b)) <= BUDGET_RTOL for b in budgets):
+                continue
             sel = np.flatnonzero(labels == label)
             x, y = x_all[sel], y_all[sel]
             if len(np.unique(x)) < MIN_SIZES:

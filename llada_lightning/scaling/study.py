@@ -224,8 +224,9 @@ def _parabolas(p: _Points) -> list[dict]:
     return out
 
 
-def _residual_model(p: _Points, level: float) -> ParabolaResiduals:
-    return ParabolaResiduals(p.labels, p.N, p.loss, level)
+def _residual_model(p: _Points, level: float, used) -> ParabolaResiduals:
+    """The residual model of the fit over the budgets `used` (only their parabolas give residuals)."""
+    return ParabolaResiduals(p.labels, p.N, p.loss, level, budgets=used)
 
 
 def _section_isoflop(name, p: _Points, opts: _Options, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
@@ -250,7 +251,7 @@ def _section_isoflop(name, p: _Points, opts: _Options, warnings, grid) -> tuple[
             f = _isoflop(budget, N, loss, D, used)
             return {"a": f.a, "b": f.b, "N_curve": f.predict_n_opt(grid), "D_curve": f.predict_d_opt(grid)}
 
-        models = [(slice(None), _residual_model(p, opts.level))]
+        models = [(slice(None), _residual_model(p, opts.level, used))]
         res = _run_bootstrap(fn, p.arrays(), opts, f"{name} isoflop", models, p.strata())
         out["interval"] = {k: res.record(k) for k in ("a", "b")}
         out["bootstrap"] = _bootstrap_info(res, [(name, m) for _, m in models])
@@ -325,7 +326,7 @@ def _section_frontier(name, p: _Points, iso, mode, opts: _Options, warnings, gri
             f = fit_frontier(*_frontier_points(source, used, **a), irreducible=irreducible)
             return {**f.params(), "L_curve": f.predict(grid)}
 
-        models = [(slice(None), _residual_model(p, opts.level))] if source == "isoflop_vertex" else []
+        models = [(slice(None), _residual_model(p, opts.level, used))] if source == "isoflop_vertex" else []
         res = _run_bootstrap(fn, p.arrays(), opts, f"{name} frontier", models, p.strata())
         names = ("E", "A", "log_A", "alpha") if irreducible else ("A", "log_A", "alpha")
         out["interval"] = {k: res.record(k) for k in names}
@@ -399,6 +400,15 @@ def _section_comparison(table, mdm, arm, fronts, isos, compute, opts: _Options, 
     have_ratio = isos.get(mdm) is not None and isos.get(arm) is not None
     if have_ratio:
         out["optimal_size_ratio"] = optimal_size_ratio(isos[mdm], isos[arm], cs)
+    power = [name for name, f in ((mdm, fm), (arm, fa)) if not f.irreducible]
+    if power:
+        out["assumes"] = f"E = 0 for {', '.join(power)} (pure power-law frontier)"
+        warnings.append(
+            f"compute multiplier: the frontier of {' and '.join(power)} is a pure power law (E = 0): k(C) and its "
+            "intervals assume it, and measure the noise, not the error of that assumption (where the loss bends "
+            "towards an irreducible E, k from power laws can be off by a factor of 2 within the sampled budgets); "
+            "5 or more budgets let the frontier fit E"
+        )
     if np.isinf(k).any():
         warnings.append(
             "compute multiplier: k = inf (printed as such) where the ARM's loss is at or below the MDM's fitted E: "
@@ -432,7 +442,7 @@ def _section_comparison(table, mdm, arm, fronts, isos, compute, opts: _Options, 
 
         vertex_based = fm.source == fa.source == "isoflop_vertex"
         models = (
-            [(is_mdm, _residual_model(p_m, opts.level)), (~is_mdm, _residual_model(p_a, opts.level))]
+            [(is_mdm, _residual_model(p_m, opts.level, fm.used)), (~is_mdm, _residual_model(p_a, opts.level, fa.used))]
             if vertex_based
             else []
         )
@@ -491,6 +501,8 @@ def fit_study(
         raise ValueError(f"bootstrap_scheme must be one of {SCHEMES}, got {bootstrap_scheme!r}")
     if n_bootstrap < 0:
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     opts = _Options(n_bootstrap, seed, level, bootstrap_scheme, progress)
     warnings: list[str] = []
     usable = table.usable()
@@ -523,6 +535,12 @@ def fit_study(
             p = _Points(sub)
             w: list[str] = []
             section: dict = {"n_points": len(sub)}
+            no_budget = int((~np.isfinite(p.labels)).sum())
+            if 0 < no_budget < len(sub):
+                w.append(
+                    f"{no_budget} of {len(sub)} points have no FLOP budget (launched by step count, or a blank budget "
+                    "cell): they enter only the parametric law, not the IsoFLOP fit, the frontier or k(C)"
+                )
             section["isoflop"], isos[objective] = _section_isoflop(objective, p, opts, w, grid)
             section["frontier"], front = _section_frontier(objective, p, isos[objective], frontier, opts, w, grid)
             if front is not None:

@@ -8,6 +8,8 @@ and never as an interval (bootstrap.py says when an interval is reliable).
 
 from __future__ import annotations
 
+import math
+
 NUM = ".4g"
 TINY = 1e-100  # |value| below this prints as 0 (an exp(-inf) parameter, e.g. E = 1e-296, is 0)
 ZERO_ABS = 1e-9  # a loss-like parameter (nats) below this at its bound 0 prints as just 0
@@ -72,9 +74,9 @@ def fmt_interval(rec, zero_below: float = 0.0) -> str:
     def bound(v) -> str:
         return "0" if 0 <= v < zero_below else ("0" if v != 0 and abs(v) < TINY else format(v, f".{digits}g"))
 
-    low = "-inf" if rec["low"] is None else bound(rec["low"])
-    high = "inf" if rec["high"] is None else bound(rec["high"])
-    return f" [{low}, {high}{')' if rec['high'] is None else ']'} ({rec['n_ok']}/{rec['n_resamples']} refits ok)"
+    low = "(-inf" if rec["low"] is None or rec["low"] == -math.inf else "[" + bound(rec["low"])
+    high = "inf)" if rec["high"] is None or rec["high"] == math.inf else bound(rec["high"]) + "]"
+    return f" {low}, {high} ({rec['n_ok']}/{rec['n_resamples']} refits ok)"
 
 
 def _convention(fit: dict) -> str:
@@ -121,7 +123,7 @@ def _objective_lines(name: str, sec: dict) -> list[str]:
         interval = fr.get("interval", {})
         form = "E + A C^-alpha" if fr.get("irreducible") else "A C^-alpha (E = 0)"
         line = (
-            f"{name}: frontier L*(C) = {form}: alpha = {fmt(fr.get('alpha'))}{fmt_interval(interval.get('alpha'))}  "
+            f"{name}: frontier L*(C) = {form}: alpha = {fmt_param(fr, 'alpha')}{fmt_interval(interval.get('alpha'))}  "
             f"E = {fmt_param(fr, 'E')}{fmt_interval(interval.get('E'), _zero_below(fr.get('points', {}).get('L')))}  "
             f"A = {fmt(fr.get('A'))}  "
             f"({fr.get('n_points')} {fr.get('source')} points)"
@@ -188,7 +190,8 @@ def format_summary(fit: dict, files: dict[str, str] | None = None) -> str:
     if cmp:
         k_iv = cmp.get("interval", {}).get("k") or []
         r_iv = cmp.get("interval", {}).get("optimal_size_ratio") or []
-        lines.append(f"compute multiplier k with L_{cmp['mdm']}(k C) = L_{cmp['arm']}(C):")
+        assumes = f" (assumes {cmp['assumes']})" if cmp.get("assumes") else ""
+        lines.append(f"compute multiplier k with L_{cmp['mdm']}(k C) = L_{cmp['arm']}(C){assumes}:")
         for i, c in enumerate(cmp.get("compute", [])):
             text = f"  C = {fmt(c)}: k = {_k_value(cmp['k'][i])}{fmt_interval(k_iv[i] if i < len(k_iv) else None)}"
             if "optimal_size_ratio" in cmp:

@@ -6,7 +6,10 @@ loss is a `diverged` run) or not positive, or when its compute contradicts its s
 C must equal 6 N D within CONSISTENCY_RTOL (our runs write C = 6 N D exactly; 2% admits published points rounded to
 2-3 significant digits, and still rejects the full convention's C, which exceeds 6 N D by 3-10% at 73M-1.6B
 parameters: Hoffmann et al. 2022, Table A4, and by far more for small models); in the full convention C may not fall
-below 6 N D. A row is a `duplicate` when it repeats another (same run signature, or every value equal).
+below 6 N D. Its compute must also match the FLOP budget it is grouped under (in the budget's convention): at most
+CONSISTENCY_RTOL above it (a run cannot spend more) and at most BUDGET_SHORTFALL below it (runs floor their step
+count, and random-length steps spend ~0.5% less: 20% admits runs of 5 steps and more). A row is a `duplicate` when it
+repeats another: the same run signature, or every value equal, or (with a seed) the same run with another loss.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import math
 from collections.abc import Mapping
 
 CONSISTENCY_RTOL = 0.02
+BUDGET_SHORTFALL = 0.2
 
 
 def number(raw) -> tuple[float, str | None]:
@@ -73,5 +77,20 @@ def compute_problem(convention: str, c: float, n: float, d: float, names=("C", "
         return (
             f"{cn} below 6 {nn} {dn}",
             f"column {cn} = {c:.4g} is below 6 {nn} {dn} = {six_nd:.4g}: full-convention FLOPs include 6 N D",
+        )
+    return None
+
+
+def budget_problem(c: float, budget: float, names=("C", "budget")) -> tuple[str, str] | None:
+    """(kind, detail) when the compute C does not belong to the budget it is grouped under, else None."""
+    if not (math.isfinite(c) and math.isfinite(budget) and c > 0 and budget > 0):
+        return None
+    ratio = c / budget
+    if ratio > 1.0 + CONSISTENCY_RTOL or ratio < 1.0 - BUDGET_SHORTFALL:
+        cn, bn = names
+        return (
+            f"{cn} inconsistent with {bn}",
+            f"column {cn} = {c:.4g} is {100 * (ratio - 1):+.1f}% off column {bn} = {budget:.4g} (allowed: "
+            f"-{100 * BUDGET_SHORTFALL:g}% .. +{100 * CONSISTENCY_RTOL:g}%): the run belongs to another budget",
         )
     return None

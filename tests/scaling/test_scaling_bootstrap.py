@@ -164,3 +164,21 @@ def test_strata_keep_their_counts():
     labels = np.array([0] * 3 + [1] * 7)
     res = bootstrap(lambda lab: {"n1": np.sum(lab == 1)}, [labels], n_resamples=30, seed=0, strata=labels)
     assert np.all(res.samples["n1"] == 7)
+
+
+def test_an_infinite_bound_of_known_direction_is_a_bound_not_zero_width(rng):
+    from llada_lightning.scaling.summary import fmt_interval
+
+    values = iter(np.concatenate([[16.0], rng.uniform(15, 17, 190), np.full(10, np.inf)]))  # 5% never reach: inf
+    res = bootstrap(lambda v: {"k": next(values)}, [np.arange(3.0)], n_resamples=200)
+    rec = res.record("k")
+    assert rec["reliable"] and rec["high"] == np.inf and 15 <= rec["low"] < 16, rec
+    assert fmt_interval(rec).startswith(f" [{rec['low']:.4g}, inf) (200/200 refits ok)")
+
+
+def test_tail_index_is_exact_where_floating_point_rounds_q_down():
+    from llada_lightning.scaling.bootstrap import tail_index
+
+    q = (1 - 0.8) / 2  # 0.09999999999999998
+    assert q < 0.1 and tail_index(q, 201) == 20 and tail_index(q, 21) == 2
+    assert tail_index(0.025, 200) == 4 and tail_index(0.005, 400) == 1

@@ -279,3 +279,39 @@ def test_sweep_results_with_bad_values_or_copies_are_reported_not_fitted(tmp_pat
     assert by_dir["zz-copy"]["reason"].endswith(f"the same signature as {tmp_path / 'sweep/r00'}")
     assert table.status_counts() == {"done": 20, "invalid": 3, "duplicate": 1}
     assert len(fit_study(table, n_bootstrap=0, parametric=False)["excluded"]) == 4
+
+
+def test_compute_must_belong_to_its_budget(tmp_path):
+    rows = [
+        "N,D,C,budget,loss",
+        "1e8,1.6667e9,1e18,1e18,3.0",
+        "1e8,1.6667e9,1e18,1e19,3.1",
+        "1e8,1.3e9,0.78e18,1e18,3.2",
+    ]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    table = read_points(tmp_path / "p.csv")
+    assert [(r["status"], r["reason_kind"]) for r in table.rows] == [
+        ("done", ""),
+        ("invalid", "C inconsistent with budget"),  # a 1e18 run filed under 1e19
+        ("invalid", "C inconsistent with budget"),  # 22% short of its budget: not a run of it
+    ]
+    assert "-90.0% off column budget = 1e+19" in table.rows[1]["reason"]
+
+
+def test_a_seeded_run_repeated_with_another_loss_is_a_duplicate_not_a_replicate(tmp_path):
+    rows = ["N,D,loss,seed", "1e8,1e10,3.0,0", "1e8,1e10,3.2,0", "1e8,1e10,3.1,1", "1e8,1e10,3.3,"]
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n")
+    table = read_points(tmp_path / "p.csv")
+    assert [r["status"] for r in table.rows] == ["done", "duplicate", "done", "done"]
+    assert table.rows[1]["reason"] == "row 2: the same run (seed) with another loss as row 1"
+
+
+def test_one_run_with_an_unknown_convention_is_invalid_and_the_rest_fit(tmp_path, rng):
+    write_sweep(tmp_path, rng)
+    odd = result_record("arm", 3e8, 5e9, 3.0, 1e19)
+    odd["flops_convention"] = "weird"
+    write_run(tmp_path, "sweep/weird", odd)
+    table = collect(tmp_path, verbose=False)
+    row = next(r for r in table.rows if r["run_dir"].endswith("weird"))
+    assert row["status"] == "invalid" and "flops_convention = 'weird' is not 6N or full" in row["reason"]
+    assert row["reason"].startswith(str(tmp_path / "sweep/weird")) and len(table.usable()) == 20

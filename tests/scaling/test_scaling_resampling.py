@@ -97,3 +97,15 @@ def test_pairs_resampling_of_a_four_size_design_fails_where_residuals_do_not(rng
     assert any("fewer than 3 distinct sizes" in kind for kind in pairs["failures"]), pairs["failures"]
     residual = _isoflop_interval(c, n, y, 0, "residual")
     assert residual["reliable"] and residual["n_failed"] == 0, residual
+
+
+def test_only_the_budgets_of_the_fit_give_residuals(rng):
+    x = np.tile(np.linspace(7.0, 9.0, 5), 2)
+    labels = np.repeat([1e18, 1e19], 5)
+    y = 3.0 + 0.2 * (x - 8.0) ** 2 + rng.normal(0, 0.001, 10)
+    y[5:] += np.array([0.0, 0.3, -0.3, 0.3, 0.0])  # the second budget is spoilt (misfiled runs, say)
+    both = ParabolaResiduals(labels, 10**x, y)
+    used = ParabolaResiduals(labels, 10**x, y, budgets=[1e18])
+    assert used.df == 2 and both.df == 4
+    assert used.noise_sd < 0.01 < both.noise_sd  # the spoilt budget no longer inflates the noise
+    assert np.array_equal(used.draw(np.random.default_rng(0))[5:], y[5:])  # and keeps its losses in refits

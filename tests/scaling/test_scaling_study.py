@@ -80,3 +80,18 @@ def test_a_frontier_that_does_not_fall_with_compute_is_warned(tmp_path):
     fr = study["objectives"]["arm"]["frontier"]
     assert abs(fr["alpha"]) < 1e-3
     assert any("does not fall with compute" in w for w in study["warnings"]), study["warnings"]
+
+
+def test_points_without_a_budget_and_power_law_frontiers_are_said(tmp_path, rng):
+    from scaling_synth import BUDGETS as ALL
+
+    for objective, c, n, d, loss in study_points(rng, sigma=0.002, budgets=ALL[:3], n_sizes=5):
+        for i, (ci, ni, di, li) in enumerate(zip(c, n, d, loss, strict=True)):
+            write_run(tmp_path, f"{objective}/r{i:02d}", result_record(objective, ni, di, float(li), ci))
+    stepped = result_record("arm", 1e8, 1e9, 3.5, 1.0)
+    stepped["flops_budget"] = None  # launched by step count
+    write_run(tmp_path, "arm/stepped", stepped)
+    study = fit_study(collect(tmp_path, verbose=False), n_bootstrap=0, parametric=False)
+    assert any("1 of 16 points have no FLOP budget" in w for w in study["warnings"]), study["warnings"]
+    assert study["comparison"]["assumes"] == "E = 0 for llada, arm (pure power-law frontier)"
+    assert any("k(C) and its intervals assume it" in w for w in study["warnings"])
