@@ -79,12 +79,12 @@ from pathlib import Path
 sys.path.insert(0, "tests/scaling")
 import numpy as np
 from scaling_synth import study_points
-from llada_lightning.scaling.collect import Table, _empty_row
+from llada_lightning.scaling.table import Table, empty_row
 from llada_lightning.scaling.study import COARSE_STARTS, fit_study
 rows = []
 for objective, c, n, d, loss in study_points(np.random.default_rng(0), budgets=(1e18, 1e19, 1e20), n_sizes=5):
     for ci, ni, di, li in zip(c.tolist(), n.tolist(), d.tolist(), loss.tolist()):
-        row = _empty_row(Path(""))
+        row = empty_row(Path(""))
         row.update(objective=objective, N=ni, D=di, C=6 * ni * di, budget=ci, loss=li, status="done", convention="6N")
         rows.append(row)
 print(json.dumps(fit_study(Table(rows), n_bootstrap=200, parametric_starts=COARSE_STARTS), sort_keys=True))

@@ -1,6 +1,7 @@
 """Scaling-law analysis over result files: numpy/scipy only (no torch), usable on a laptop with just the CSV.
 
-- `collect` / `read_points` -> `Table` (every run, with a status and reason; `write_csv` writes it atomically)
+- `collect` (a sweep directory) / `read_points` (a CSV) -> `Table` (every row, with a status and reason;
+  `write_csv` writes it atomically); `requirements` says what each fit needs
 - `fit_isoflop` (Chinchilla Approach 2), `fit_frontier` (L = E + A C^-alpha), `fit_parametric` (Approach 3)
 - `compute_multiplier` (k with L_MDM(k C) = L_ARM(C)), `optimal_size_ratio` (N*_MDM / N*_ARM)
 - `bootstrap` (percentile intervals), `fit_study` (all of the above as one JSON-serialisable dict)

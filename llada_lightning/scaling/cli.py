@@ -56,7 +56,8 @@ def _duration(seconds: float) -> str:
 
 def load_source(source: str, convention: str | None = None):
     """A Table from a sweep directory (its **/result.json) or a CSV of points, and the default output directory."""
-    from llada_lightning.scaling.collect import collect, read_points
+    from llada_lightning.scaling.collect import collect
+    from llada_lightning.scaling.points_csv import read_points
 
     src = Path(source)
     if src.is_dir():

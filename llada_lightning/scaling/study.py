@@ -20,26 +20,32 @@ Judgement calls, all reported in the output:
 from __future__ import annotations
 
 import itertools
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from llada_lightning.scaling.bootstrap import BootstrapResult, bootstrap
+from llada_lightning.scaling.bootstrap import bootstrap
 from llada_lightning.scaling.collect import Table
-from llada_lightning.scaling.errors import FitError
-from llada_lightning.scaling.frontier import ALPHA_MAX, Frontier, fit_frontier
-from llada_lightning.scaling.isoflop import (
-    BUDGET_RTOL,
-    IsoFLOPFit,
-    distinct_sizes,
-    fit_isoflop,
-    fit_parabola,
-    group_budgets,
-)
-from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
+from llada_lightning.scaling.comparison import section_comparison
+from llada_lightning.scaling.frontier import ALPHA_MAX, fit_frontier
+from llada_lightning.scaling.isoflop import IsoFLOPFit
 from llada_lightning.scaling.parametric import NEGLIGIBLE, fit_parametric
+from llada_lightning.scaling.refits import (
+    Front,
+    Options,
+    Points,
+    Progress,
+    bootstrap_info,
+    curve,
+    curve_grid,
+    frontier_points,
+    isoflop_of,
+    jsonable,
+    note_intervals,
+    parabolas,
+    pinned_at_zero,
+    residual_model,
+    run_bootstrap,
+)
 from llada_lightning.scaling.requirements import (
     MIN_FRONTIER_POINTS,
     MIN_IRREDUCIBLE_POINTS,
@@ -47,7 +53,6 @@ from llada_lightning.scaling.requirements import (
     MIN_PARAMETRIC_POINTS,
     min_resamples,
 )
-from llada_lightning.scaling.resampling import ParabolaResiduals, loss_resampler
 
 ALPHA_FLAT = 1e-3  # a frontier exponent at or below this is flat: 10x the compute buys < 0.25% of loss
 AT_ZERO = NEGLIGIBLE  # E (A, B) below this fraction of the smallest loss is at its bound 0
@@ -59,182 +64,15 @@ COARSE_STARTS = np.array(
     list(itertools.product((5.0, 10.0, 20.0), (5.0, 10.0, 20.0), (0.0, 1.0), (0.5, 1.0), (0.5, 1.0)))
 )
 
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+__all__ = ["COARSE_STARTS", "SCHEMES", "curve_grid", "fit_study"]
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
-def _budget_labels(budget: np.ndarray) -> np.ndarray:
-    labels = np.full(len(budget), np.nan)
-    ok = np.isfinite(budget) & (budget > 0)
-    if ok.any():
-        labels[ok] = group_budgets(budget[ok])
-    return labels
-
-
-class _Points:
-    """Usable points of one objective as arrays, with their budget labels (NaN: no budget)."""
-
-    def __init__(self, table: Table):
-        self.budget = table.column("budget")
-        self.N = table.column("N")
-        self.D = table.column("D")
-        self.C = table.column("C")
-        self.loss = table.column("loss")
-        self.labels = _budget_labels(self.budget)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"budget": self.budget, "N": self.N, "loss": self.loss, "D": self.D, "C": self.C}
-
-    def strata(self) -> np.ndarray:
-        return np.where(np.isfinite(self.labels), self.labels, -1.0)
-
-
-@dataclass
-class _Options:
-    n_bootstrap: int
-    seed: int
-    level: float
-    scheme: str
-    progress: Progress | None
-
-    def tick(self, stage: str) -> Callable[[int, int], None] | None:
-        if self.progress is None:
-            return None
-        report = self.progress
-        return lambda done, total: report(stage, done, total)
-
-
-def _isoflop(budget, N, loss, D, used=None) -> IsoFLOPFit:
-    ok = np.isfinite(budget) & (budget > 0) & np.isfinite(N) & (N > 0)
-    if not ok.any():
-        raise FitError(
-            "no point has a FLOP budget: an IsoFLOP fit needs runs launched with train.flops_budget",
-            kind="no FLOP budget",
-        )
-    tokens = D[ok] if np.all(np.isfinite(D[ok]) & (D[ok] > 0)) else None
-    return fit_isoflop(budget[ok], N[ok], loss[ok], tokens, budgets=used)
-
-
-def _frontier_points(source: str, used, budget, N, loss, D, C) -> tuple[np.ndarray, np.ndarray]:
-    """The frontier's points: the IsoFLOP vertices of the budgets `used`, or (budget_minimum) the lowest loss of
-    each budget that compares >= MIN_MINIMUM_SIZES sizes; a refit (`used` given) needs exactly those budgets."""
-    if source == "isoflop_vertex":
-        v = _isoflop(budget, N, loss, D, used).vertices()
-        return v["C"], v["L_star"]
-    labels = _budget_labels(budget)
-    keys = [k for k in np.unique(labels[np.isfinite(labels)]) if distinct_sizes(N[labels == k]) >= MIN_MINIMUM_SIZES]
-    if used is not None:  # a refit: the full-data fit's budgets, each still comparing sizes
-        missing = [u for u in used if not any(abs(np.log(k / u)) <= BUDGET_RTOL for k in keys)]
-        if missing:
-            kind = f"budget {missing[0]:.3g}: fewer than {MIN_MINIMUM_SIZES} distinct sizes"
-            raise FitError(f"refit of the budget minima: {kind}", kind=kind)
-    return np.array(keys), np.array([loss[labels == k].min() for k in keys])
-
-
-def _run_bootstrap(fn, arrays: dict, opts: _Options, stage: str, models: list, strata) -> BootstrapResult:
-    """`bootstrap` with the study's scheme: residual (with `models`: (selector, ParabolaResiduals)) or pairs."""
-    kwargs = {"n_resamples": opts.n_bootstrap, "seed": opts.seed, "level": opts.level, "progress": opts.tick(stage)}
-    if opts.scheme == "residual" and models:
-        problem = next((m.problem for _, m in models if m.problem), None)
-        resample = loss_resampler(list(arrays.values()), list(arrays).index("loss"), models)
-        return bootstrap(fn, arrays, resample=resample, scheme="residual", problem=problem, **kwargs)
-    return bootstrap(fn, arrays, strata=strata, scheme="pairs within (objective, budget)", **kwargs)
-
-
-def _bootstrap_info(res: BootstrapResult, models: list) -> dict:
-    out = res.summary()
-    if res.scheme == "residual":
-        out["residuals"] = {name: m.describe() for name, m in models}
-    return out
-
-
-def _note_intervals(warnings: list[str], what: str, records: dict) -> None:
-    """One warning per reason an interval of the section is unreliable, and one for failed refits in reliable ones
-    (too few resamples is said once for the whole study)."""
-    unreliable: dict[str, list[str]] = {}
-    failed: dict[str, list[str]] = {}
-    for name, rec in records.items():
-        recs = rec if isinstance(rec, list) else [rec]
-        bad = next((r for r in recs if not r["reliable"]), None)
-        worst = max(recs, key=lambda r: r["n_failed"])
-        kinds = ", ".join(f"{k}: {v}" for k, v in sorted(worst["failures"].items(), key=lambda kv: -kv[1]))
-        if bad is not None and bad["problem_kind"] != "too few resamples":
-            text = f"{100 * bad['level']:g}% interval unreliable: {bad['problem']}"
-            if bad["problem_kind"] == "failed refits":
-                text += f" ({kinds})"
-            unreliable.setdefault(text, []).append(name)
-        if bad is None and worst["n_failed"]:
-            failed.setdefault(
-                f"{worst['n_failed']} of {worst['n_resamples']} refits failed ({kinds}), counted as unbounded outcomes",
-                [],
-            ).append(name)
-    for text, names in (*unreliable.items(), *failed.items()):
-        warnings.append(f"{what}: {', '.join(names)}: {text}")
-
-
-def _pinned_at_zero(rec: dict, zero_below: float, name: str) -> dict:
-    """A reliable interval of a parameter bounded below by 0 whose every refit lies at that bound (below
-    `zero_below`) has no width to report: it is unreliable, with the reason, rather than printed as [0, 0]."""
-    if rec["reliable"] and rec["high"] is not None and rec["high"] < zero_below:
-        rec = {**rec, "low": None, "high": None, "reliable": False, "problem_kind": "at bound"}
-        rec["problem"] = f"every refit puts {name} at its bound 0 (below {zero_below:.3g}): no interval to report"
-    return rec
-
-
-def curve_grid(table: Table, extrapolate: float, n_points: int) -> np.ndarray:
-    """Log-spaced C from the smallest FLOP budget of `table` to `extrapolate` x the largest (empty: no budget)."""
-    c = table.column("budget")
-    c = c[np.isfinite(c) & (c > 0)]
-    if not len(c):
-        return np.empty(0)
-    return np.logspace(np.log10(c.min()), np.log10(c.max() * max(extrapolate, 1.0)), n_points)
-
-
-def _curve(grid, estimate, res: BootstrapResult | None, key: str, name: str) -> dict:
-    """One curve over `grid`: the full-data estimate and, with a bootstrap result, its pointwise band."""
-    out = {"C": grid, name: estimate}
-    if res is not None:
-        out.update(res.band(key))
-    return out
-
-
-def _parabolas(p: _Points) -> list[dict]:
-    """Each budget's parabola (those with >= 3 sizes), kept for the record when no exponent fit is possible."""
-    out = []
-    for label in np.unique(p.labels[np.isfinite(p.labels)]):
-        sel = p.labels == label
-        tokens = p.D[sel] if np.all(np.isfinite(p.D[sel]) & (p.D[sel] > 0)) else None
-        try:
-            out.append(fit_parabola(float(label), p.N[sel], p.loss[sel], tokens).to_dict())
-        except ValueError:
-            continue
-    return out
-
-
-def _residual_model(p: _Points, level: float, used) -> ParabolaResiduals:
-    """The residual model of the fit over the budgets `used` (only their parabolas give residuals)."""
-    return ParabolaResiduals(p.labels, p.N, p.loss, level, budgets=used)
-
-
-def _section_isoflop(name, p: _Points, opts: _Options, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
+def _section_isoflop(name, p: Points, opts: Options, warnings, grid) -> tuple[dict, IsoFLOPFit | None]:
     try:
-        iso = _isoflop(p.budget, p.N, p.loss, p.D)
+        iso = isoflop_of(p.budget, p.N, p.loss, p.D)
     except ValueError as err:
         warnings.append(f"isoflop: {err}")
-        return {"error": str(err), "budgets": _parabolas(p)}, None
+        return {"error": str(err), "budgets": parabolas(p)}, None
     warnings.extend(f"isoflop: {w}" for w in iso.warnings)
     for f in iso.budgets:  # an off-centre grid biases the parabola's vertex (arXiv 2603.22339)
         if f.usable() and min(f.log10_below, f.log10_above) < EDGE_FRACTION * f.log10_span:
@@ -248,38 +86,30 @@ def _section_isoflop(name, p: _Points, opts: _Options, warnings, grid) -> tuple[
         used = iso.used
 
         def fn(budget, N, loss, D, C):
-            f = _isoflop(budget, N, loss, D, used)
+            f = isoflop_of(budget, N, loss, D, used)
             return {"a": f.a, "b": f.b, "N_curve": f.predict_n_opt(grid), "D_curve": f.predict_d_opt(grid)}
 
-        models = [(slice(None), _residual_model(p, opts.level, used))]
-        res = _run_bootstrap(fn, p.arrays(), opts, f"{name} isoflop", models, p.strata())
+        models = [(slice(None), residual_model(p, opts.level, used))]
+        res = run_bootstrap(fn, p.arrays(), opts, f"{name} isoflop", models, p.strata())
         out["interval"] = {k: res.record(k) for k in ("a", "b")}
-        out["bootstrap"] = _bootstrap_info(res, [(name, m) for _, m in models])
-        _note_intervals(warnings, "isoflop", out["interval"])
+        out["bootstrap"] = bootstrap_info(res, [(name, m) for _, m in models])
+        note_intervals(warnings, "isoflop", out["interval"])
     if len(grid):
         out["curves"] = {
-            "N_star": _curve(grid, iso.predict_n_opt(grid), res, "N_curve", "N_star"),
-            "D_star": _curve(grid, iso.predict_d_opt(grid), res, "D_curve", "D_star"),
+            "N_star": curve(grid, iso.predict_n_opt(grid), res, "N_curve", "N_star"),
+            "D_star": curve(grid, iso.predict_d_opt(grid), res, "D_curve", "D_star"),
         }
     return out, iso
 
 
-@dataclass
-class _Front:
-    source: str
-    irreducible: bool
-    fit: Frontier
-    used: list[float] | None  # the IsoFLOP budgets behind the vertices
-
-
-def _section_frontier(name, p: _Points, iso, mode, opts: _Options, warnings, grid) -> tuple[dict, _Front | None]:
+def _section_frontier(name, p: Points, iso, mode, opts: Options, warnings, grid) -> tuple[dict, Front | None]:
     if not np.isfinite(p.labels).any():
         msg = "no run has a FLOP budget: a frontier (and k(C)) needs runs launched with train.flops_budget"
         warnings.append(f"frontier: {msg}")
         return {"error": msg}, None
     source = "isoflop_vertex" if iso is not None else "budget_minimum"
     used = iso.used if iso is not None else None
-    c, y = _frontier_points(source, used, **p.arrays())
+    c, y = frontier_points(source, used, **p.arrays())
     used = list(c) if used is None else used  # refits use the same budgets
     irreducible = {"auto": len(c) >= MIN_IRREDUCIBLE_POINTS, "irreducible": True, "power": False}[mode]
     if source != "isoflop_vertex":
@@ -323,23 +153,23 @@ def _section_frontier(name, p: _Points, iso, mode, opts: _Options, warnings, gri
     if opts.n_bootstrap > 0:
 
         def fn(**a):
-            f = fit_frontier(*_frontier_points(source, used, **a), irreducible=irreducible)
+            f = fit_frontier(*frontier_points(source, used, **a), irreducible=irreducible)
             return {**f.params(), "L_curve": f.predict(grid)}
 
-        models = [(slice(None), _residual_model(p, opts.level, used))] if source == "isoflop_vertex" else []
-        res = _run_bootstrap(fn, p.arrays(), opts, f"{name} frontier", models, p.strata())
+        models = [(slice(None), residual_model(p, opts.level, used))] if source == "isoflop_vertex" else []
+        res = run_bootstrap(fn, p.arrays(), opts, f"{name} frontier", models, p.strata())
         names = ("E", "A", "log_A", "alpha") if irreducible else ("A", "log_A", "alpha")
         out["interval"] = {k: res.record(k) for k in names}
         if irreducible:
-            out["interval"]["E"] = _pinned_at_zero(out["interval"]["E"], AT_ZERO * float(np.min(y)), "E")
-        out["bootstrap"] = _bootstrap_info(res, [(name, m) for _, m in models])
-        _note_intervals(warnings, "frontier", out["interval"])
+            out["interval"]["E"] = pinned_at_zero(out["interval"]["E"], AT_ZERO * float(np.min(y)), "E")
+        out["bootstrap"] = bootstrap_info(res, [(name, m) for _, m in models])
+        note_intervals(warnings, "frontier", out["interval"])
     if len(grid):
-        out["curves"] = {"L_star": _curve(grid, fr.predict(grid), res, "L_curve", "L_star")}
-    return out, _Front(source, irreducible, fr, used)
+        out["curves"] = {"L_star": curve(grid, fr.predict(grid), res, "L_curve", "L_star")}
+    return out, Front(source, irreducible, fr, used)
 
 
-def _section_parametric(name, p: _Points, opts: _Options, starts, workers, refit, warnings) -> dict:
+def _section_parametric(name, p: Points, opts: Options, starts, workers, refit, warnings) -> dict:
     ok = np.isfinite(p.N) & np.isfinite(p.D) & np.isfinite(p.loss) & (p.N > 0) & (p.D > 0)
     if ok.sum() < MIN_PARAMETRIC_POINTS:
         msg = f"only {int(ok.sum())} points with N and D; the 5-parameter law needs >= {MIN_PARAMETRIC_POINTS}"
@@ -384,84 +214,10 @@ def _section_parametric(name, p: _Points, opts: _Options, starts, workers, refit
         )
         out["interval"] = {k: res.record(k) for k in ("E", "A", "B", "alpha", "beta")}
         for k in ("E", "A", "B"):
-            out["interval"][k] = _pinned_at_zero(out["interval"][k], AT_ZERO * float(np.min(y)), k)
+            out["interval"][k] = pinned_at_zero(out["interval"][k], AT_ZERO * float(np.min(y)), k)
         out["bootstrap"] = {**res.summary(), "refit_starts": refit}
-        _note_intervals(warnings, "parametric", out["interval"])
+        note_intervals(warnings, "parametric", out["interval"])
     return out
-
-
-def _section_comparison(table, mdm, arm, fronts, isos, compute, opts: _Options, warnings, grid) -> dict:
-    fm, fa = fronts[mdm], fronts[arm]
-    cs = np.union1d(_frontier_c(table, mdm, fm), _frontier_c(table, arm, fa))  # the sweep's budgets
-    if compute is not None:
-        cs = np.union1d(cs, np.asarray(compute, dtype=np.float64))
-    k = compute_multiplier(fm.fit, fa.fit, cs, unreachable=np.inf)
-    out: dict = {"mdm": mdm, "arm": arm, "compute": cs, "k": k}
-    have_ratio = isos.get(mdm) is not None and isos.get(arm) is not None
-    if have_ratio:
-        out["optimal_size_ratio"] = optimal_size_ratio(isos[mdm], isos[arm], cs)
-    power = [name for name, f in ((mdm, fm), (arm, fa)) if not f.irreducible]
-    if power:
-        out["assumes"] = f"E = 0 for {', '.join(power)} (pure power-law frontier)"
-        warnings.append(
-            f"compute multiplier: the frontier of {' and '.join(power)} is a pure power law (E = 0): k(C) and its "
-            "intervals assume it, and measure the noise, not the error of that assumption (where the loss bends "
-            "towards an irreducible E, k from power laws can be off by a factor of 2 within the sampled budgets); "
-            "5 or more budgets let the frontier fit E"
-        )
-    if np.isinf(k).any():
-        warnings.append(
-            "compute multiplier: k = inf (printed as such) where the ARM's loss is at or below the MDM's fitted E: "
-            "the MDM never reaches it"
-        )
-    res = None
-    if opts.n_bootstrap > 0:
-        rows = table.select(objective=mdm).rows + table.select(objective=arm).rows
-        both = Table(rows)
-        is_mdm = both.column("objective") == mdm
-        p = _Points(both)
-        p_m, p_a = _Points(table.select(objective=mdm)), _Points(table.select(objective=arm))
-        strata = np.array([f"{o}|{b}" for o, b in zip(is_mdm, p.strata(), strict=True)])
-        arrays = {"is_mdm": is_mdm, **p.arrays()}
-
-        def fn(is_mdm, budget, N, loss, D, C):
-            fr, iso = {}, {}
-            for name, sel, front in ((mdm, is_mdm, fm), (arm, ~is_mdm, fa)):
-                a = {"budget": budget[sel], "N": N[sel], "loss": loss[sel], "D": D[sel], "C": C[sel]}
-                fr[name] = fit_frontier(*_frontier_points(front.source, front.used, **a), irreducible=front.irreducible)
-                if have_ratio:
-                    iso[name] = _isoflop(a["budget"], a["N"], a["loss"], a["D"], isos[name].used)
-            q = {
-                "k": compute_multiplier(fr[mdm], fr[arm], cs, unreachable=np.inf),
-                "k_curve": compute_multiplier(fr[mdm], fr[arm], grid, unreachable=np.inf),
-            }
-            if have_ratio:
-                q["optimal_size_ratio"] = optimal_size_ratio(iso[mdm], iso[arm], cs)
-                q["ratio_curve"] = optimal_size_ratio(iso[mdm], iso[arm], grid)
-            return q
-
-        vertex_based = fm.source == fa.source == "isoflop_vertex"
-        models = (
-            [(is_mdm, _residual_model(p_m, opts.level, fm.used)), (~is_mdm, _residual_model(p_a, opts.level, fa.used))]
-            if vertex_based
-            else []
-        )
-        res = _run_bootstrap(fn, arrays, opts, "comparison", models, strata)
-        out["interval"] = {key: res.record(key) for key in ("k", "optimal_size_ratio") if key in res.estimate}
-        out["bootstrap"] = _bootstrap_info(res, [(mdm, models[0][1]), (arm, models[1][1])] if models else [])
-        _note_intervals(warnings, "compute multiplier", out["interval"])
-    if len(grid):
-        k_grid = compute_multiplier(fm.fit, fa.fit, grid, unreachable=np.inf)
-        out["curves"] = {"k": _curve(grid, k_grid, res, "k_curve", "k")}
-        if have_ratio:
-            ratio = optimal_size_ratio(isos[mdm], isos[arm], grid)
-            out["curves"]["optimal_size_ratio"] = _curve(grid, ratio, res, "ratio_curve", "ratio")
-    return out
-
-
-def _frontier_c(table: Table, objective: str, front: _Front) -> np.ndarray:
-    p = _Points(table.select(objective=objective))
-    return _frontier_points(front.source, front.used, **p.arrays())[0]
 
 
 def fit_study(
@@ -503,7 +259,7 @@ def fit_study(
         raise ValueError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    opts = _Options(n_bootstrap, seed, level, bootstrap_scheme, progress)
+    opts = Options(n_bootstrap, seed, level, bootstrap_scheme, progress)
     warnings: list[str] = []
     usable = table.usable()
     excluded = table.excluded()
@@ -527,12 +283,12 @@ def fit_study(
             f"{min_resamples(level)} (2 in each tail), so every interval is unreliable; use --bootstrap 200 or more"
         )
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # an extreme law gives inf/NaN, reported
-        fronts: dict[str, _Front] = {}
+        fronts: dict[str, Front] = {}
         isos: dict[str, IsoFLOPFit | None] = {}
         grid = curve_grid(usable, extrapolate, curve_points) if curve_points > 0 else np.empty(0)
         for objective in usable.objectives():
             sub = usable.select(objective=objective)
-            p = _Points(sub)
+            p = Points(sub)
             w: list[str] = []
             section: dict = {"n_points": len(sub)}
             no_budget = int((~np.isfinite(p.labels)).sum())
@@ -553,8 +309,8 @@ def fit_study(
             warnings.extend(f"{objective}: {m}" for m in w)
             result["objectives"][objective] = section
         if mdm in fronts and arm in fronts:
-            result["comparison"] = _section_comparison(usable, mdm, arm, fronts, isos, compute, opts, warnings, grid)
+            result["comparison"] = section_comparison(usable, mdm, arm, fronts, isos, compute, opts, warnings, grid)
         elif mdm in result["objectives"] or arm in result["objectives"]:
             warnings.append(f"no comparison: needs frontier fits of both {mdm!r} and {arm!r}")
     result["warnings"] = warnings
-    return _jsonable(result)
+    return jsonable(result)
