@@ -101,7 +101,7 @@ def test_quick_study_end_to_end_then_cached(tmp_path):
         assert name == "optimal_size" or len(rows) > 3, (name, rows)
     fit = json.loads((directory / "fit.json").read_text())
     assert fit["status_counts"] == {"done": 18}
-    assert check_summary_against_fit(proc.stdout, fit) >= 30
+    assert check_summary_against_fit(proc.stdout, fit) >= 24  # point estimates, plus 4 numbers per reliable interval
     summary = (directory / "summary.txt").read_text()
     assert summary.strip().splitlines()[0] in proc.stdout and f"fit: {directory / 'fit.json'}" in summary
     # the tiny budgets put the optimum below the sizes: the study says so instead of failing
