@@ -403,7 +403,8 @@ def plot_multiplier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> 
         records = cmp.get("interval", {}).get("k") or []
         curve = cmp.get("curves", {}).get("k")
         if curve:
-            _band(ax, curve, "k", "tab:purple", "k(C) from the two fitted frontiers", _c_max(fit))
+            assumes = f", assuming {cmp['assumes']}" if cmp.get("assumes") else ""
+            _band(ax, curve, "k", "tab:purple", f"k(C) from the two fitted frontiers{assumes}", _c_max(fit))
             rows += _curve_rows("", curve, "k", ("C", "k", "k_low", "k_high"))
         reliable = np.array([bool(r.get("reliable")) for r in records], dtype=bool) if records else None
         if reliable is not None and len(reliable) == len(c):
