@@ -2,7 +2,7 @@
 
 1. launch the IsoFLOP sweep `configs/sweep/cpu-isoflop.yaml` (`--quick`: `cpu-isoflop-quick.yaml`) through the
    local executor (`--parallel` runs at once, `--threads` torch threads each) and wait for it; runs already
-   done are skipped, so a second `llada study` only refits (seconds), and a failed or interrupted run is
+   done are skipped, so a second `llada study` only refits (minutes), and a failed or interrupted run is
    retried;
 2. collect `<out>/<sweep>/points.csv`, fit everything with bootstrap intervals -> `fit.json`, draw the figures
    -> `plots/`, and print the summary (also written to `summary.txt`), every number read from fit.json.
