@@ -74,9 +74,6 @@ def _vocab_of(run_dir: Path) -> float:
     return to_float(_yaml_value(text, "model", "vocab_size") or _yaml_value(text, "data", "vocab_size"))
 
 
-RESULT_COLUMNS = {"N_nonemb": "N", "tokens": "D", "val_loss": "loss"}  # result.json key -> column, all required
-
-
 def _row_from_result(res: dict, run_dir: Path, convention: str | None, params: str) -> dict:
     row = empty_row(run_dir)
     own = res.get("flops_convention") or "6N"  # the convention of its budget

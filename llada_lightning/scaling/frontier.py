@@ -18,14 +18,13 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from llada_lightning.scaling.errors import FitError
-from llada_lightning.scaling.requirements import MIN_FRONTIER_POINTS
+from llada_lightning.scaling.requirements import MIN_FRONTIER_POINTS, NEGLIGIBLE
 
 ALPHA_STARTS = (0.1, 0.03, 0.3, 1.0)
 E_FRACTION_STARTS = (0.5, 0.0, 0.9)  # E start as a fraction of min(loss)
 ALPHA_MAX = 5.0
 AGREE = 3  # stop once this many starts end on the same minimum (relative 1e-9): the usual case, ~4x faster
 AT_BOUND_RTOL = 1e-6  # a parameter this close (relative) to a bound of the fit is reported as at that bound
-E_NEGLIGIBLE = 1e-3  # E below 0.1% of the smallest loss is indistinguishable from its bound 0 (as parametric.py)
 
 
 @dataclass
@@ -47,7 +46,7 @@ class Frontier:
         out: dict[str, str] = {}
         if not self.irreducible:
             return out
-        if E_NEGLIGIBLE * self.loss_min >= self.E:
+        if NEGLIGIBLE * self.loss_min >= self.E:
             out["E"] = "lower"
         elif self.loss_min * (1 - AT_BOUND_RTOL) <= self.E:
             out["E"] = "upper"

@@ -20,6 +20,7 @@ from scipy.optimize import minimize
 
 from llada_lightning.scaling import _blas
 from llada_lightning.scaling.errors import FitError
+from llada_lightning.scaling.requirements import NEGLIGIBLE
 
 HUBER_DELTA = 1e-3  # Hoffmann et al. 2022, App. D.2
 
@@ -36,7 +37,6 @@ PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # order of theta
 # x delta x residual), so the default stops after ~1e-5 relative progress, the same failure in kind as averaging.
 # Tighter tolerances let every start finish (about 20% more evaluations); `options` overrides them.
 LBFGS_OPTIONS = {"ftol": 1e-12, "gtol": 1e-10, "maxiter": 15000}
-NEGLIGIBLE = 1e-3  # a term below 0.1% of the smallest loss at every point is indistinguishable from 0, its bound
 CHUNK = 50  # starts per task when the grid is split over processes (progress is reported per chunk)
 
 

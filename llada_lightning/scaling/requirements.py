@@ -34,6 +34,7 @@ MIN_MINIMUM_SIZES = 2  # a budget's lowest loss stands for its optimum only if i
 MIN_IRREDUCIBLE_POINTS = 5  # E + A C^-alpha has 3: fitted only with 2 spare degrees of freedom
 MIN_PARAMETRIC_POINTS = 10  # the 5-parameter law, with 5 spare degrees of freedom
 MIN_TAIL = 2  # resamples beyond each bound of a percentile interval (B >= MIN_TAIL / q)
+NEGLIGIBLE = 1e-3  # a loss term (E, A/N^alpha, B/D^beta) below 0.1% of the smallest loss is at its bound 0
 
 
 def min_resamples(level: float) -> int:

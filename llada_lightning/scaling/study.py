@@ -28,7 +28,7 @@ from llada_lightning.scaling.collect import Table
 from llada_lightning.scaling.comparison import section_comparison
 from llada_lightning.scaling.frontier import ALPHA_MAX, fit_frontier
 from llada_lightning.scaling.isoflop import IsoFLOPFit
-from llada_lightning.scaling.parametric import NEGLIGIBLE, fit_parametric
+from llada_lightning.scaling.parametric import fit_parametric
 from llada_lightning.scaling.refits import (
     Front,
     Options,
@@ -51,11 +51,11 @@ from llada_lightning.scaling.requirements import (
     MIN_IRREDUCIBLE_POINTS,
     MIN_MINIMUM_SIZES,
     MIN_PARAMETRIC_POINTS,
+    NEGLIGIBLE,
     min_resamples,
 )
 
 ALPHA_FLAT = 1e-3  # a frontier exponent at or below this is flat: 10x the compute buys < 0.25% of loss
-AT_ZERO = NEGLIGIBLE  # E (A, B) below this fraction of the smallest loss is at its bound 0
 EDGE_FRACTION = 0.1  # warn when a used vertex lies this close (fraction of the grid's log span) to either end
 SCHEMES = ("residual", "pairs")
 
@@ -161,7 +161,7 @@ def _section_frontier(name, p: Points, iso, mode, opts: Options, warnings, grid)
         names = ("E", "A", "log_A", "alpha") if irreducible else ("A", "log_A", "alpha")
         out["interval"] = {k: res.record(k) for k in names}
         if irreducible:
-            out["interval"]["E"] = pinned_at_zero(out["interval"]["E"], AT_ZERO * float(np.min(y)), "E")
+            out["interval"]["E"] = pinned_at_zero(out["interval"]["E"], NEGLIGIBLE * float(np.min(y)), "E")
         out["bootstrap"] = bootstrap_info(res, [(name, m) for _, m in models])
         note_intervals(warnings, "frontier", out["interval"])
     if len(grid):
@@ -214,7 +214,7 @@ def _section_parametric(name, p: Points, opts: Options, starts, workers, refit, 
         )
         out["interval"] = {k: res.record(k) for k in ("E", "A", "B", "alpha", "beta")}
         for k in ("E", "A", "B"):
-            out["interval"][k] = pinned_at_zero(out["interval"][k], AT_ZERO * float(np.min(y)), k)
+            out["interval"][k] = pinned_at_zero(out["interval"][k], NEGLIGIBLE * float(np.min(y)), k)
         out["bootstrap"] = {**res.summary(), "refit_starts": refit}
         note_intervals(warnings, "parametric", out["interval"])
     return out

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import math
 
+from llada_lightning.scaling.requirements import NEGLIGIBLE
+
 NUM = ".4g"
 TINY = 1e-100  # |value| below this prints as 0 (an exp(-inf) parameter, e.g. E = 1e-296, is 0)
 ZERO_ABS = 1e-9  # a loss-like parameter (nats) below this at its bound 0 prints as just 0
-ZERO_FRACTION = 1e-3  # an E below 0.1% of the smallest loss is at its bound 0 (parametric.NEGLIGIBLE)
 
 
 def fmt(value) -> str:
@@ -154,7 +155,7 @@ def _objective_lines(name: str, sec: dict) -> list[str]:
 def _zero_below(losses) -> float:
     """Where E counts as 0: below AT_BOUND x the smallest loss (parametric.NEGLIGIBLE; the frontier's bound test)."""
     values = [v for v in (losses or []) if v is not None]
-    return ZERO_FRACTION * min(values) if values else 0.0
+    return NEGLIGIBLE * min(values) if values else 0.0
 
 
 def _k_value(value) -> str:
