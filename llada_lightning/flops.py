@@ -14,7 +14,7 @@ import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from llada_lightning.config.schema import ModelConfig
+    from llada_lightning.config.schema import ModelConfig, RunConfig
 
 CONVENTIONS = ("6N", "full")
 
@@ -80,3 +80,19 @@ def tokens_for_budget(flops_budget: float, cfg: ModelConfig, seq_len: int, conve
 def steps_for_budget(flops_budget: float, cfg: ModelConfig, seq_len: int, tokens_per_step: int, convention: str) -> int:
     """Optimizer steps that fit in `flops_budget` (floored; callers raise if < 1)."""
     return math.floor(flops_budget / (flops_per_token(cfg, seq_len, convention, training=True) * tokens_per_step))
+
+
+def tokens_per_step(cfg: RunConfig) -> int:
+    """Tokens consumed by one optimizer step across all devices (every sequence counted at full length)."""
+    t = cfg.train
+    return t.batch_size * t.accumulate_grad_batches * t.devices * t.num_nodes * cfg.data.seq_len
+
+
+def total_steps(cfg: RunConfig) -> int:
+    """Optimizer steps of the run: `train.max_steps`, or the steps that spend `train.flops_budget`."""
+    t = cfg.train
+    if t.max_steps is not None:
+        return t.max_steps
+    if t.flops_budget is None:
+        raise ValueError("set one of train.max_steps and train.flops_budget")
+    return steps_for_budget(t.flops_budget, cfg.model, cfg.data.seq_len, tokens_per_step(cfg), t.flops_convention)

@@ -1,12 +1,14 @@
 """Compose a `RunConfig`: dataclass defaults <- YAML groups <- YAML files <- dotlist overrides.
 
-Overrides look like Hydra's: `model=cpu-1m` picks `configs/model/cpu-1m.yaml` (or a path to any YAML
+Overrides look like Hydra's: `model=cpu-1m` picks a size of the ladder (config/ladder.py; or a path to any YAML
 file), `model.n_layers=4` sets one key, and a bare `path/to/run.yaml` merges a whole run config.
 Every failure is a `ConfigError` with one line naming the key and the fix.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import functools
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.config.ladder import LADDER, ladder
 from llada_lightning.config.paths import GROUPS, config_root, group_options
 from llada_lightning.config.schema import RunConfig
 
@@ -31,6 +34,17 @@ def _group_file(group: str, choice: str) -> Path:
         options = ", ".join(group_options(group))
         raise ConfigError(f"{group}={choice}: no such {group} config; choose one of: {options}")
     return path
+
+
+def _group_piece(group: str, choice: str) -> DictConfig:
+    """`{group: ...}` for a group choice: a ladder size (`model=NAME`), a YAML file path, or `configs/<group>/`."""
+    candidate = Path(choice)
+    if group == "model" and not (candidate.suffix in (".yaml", ".yml") and candidate.is_file()):
+        if choice not in LADDER:
+            raise ConfigError(f"model={choice}: no such model size; choose one of: {', '.join(ladder())}")
+        return OmegaConf.create({"model": dataclasses.asdict(LADDER[choice])})
+    path = _group_file(group, choice)
+    return _without_derived(OmegaConf.create({group: _load_yaml(path)}), str(path))
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,18 +106,39 @@ def _explain(exc: OmegaConfBaseException) -> str:
     return f"{key}: {msg}" if key else msg
 
 
+# Keys that runs written by earlier versions stored but that are now derived: `model.causal` follows the
+# objective (objectives/registry.py). Dropped from saved configs, refused as overrides.
+DERIVED_KEYS = {("model", "causal"): "the attention follows objective.name (arm: causal, llada: bidirectional)"}
+
+
+def _without_derived(piece: Any, where: str | None) -> Any:
+    """`piece` without DERIVED_KEYS; `where` set (an override or file): a ConfigError naming the key instead."""
+    if not isinstance(piece, DictConfig):
+        return piece
+    for (group, key), why in DERIVED_KEYS.items():
+        node = piece.get(group)
+        if isinstance(node, DictConfig) and key in node:
+            if where is not None:
+                raise ConfigError(f"{group}.{key} is not a setting ({why}); remove it from {where}")
+            piece = copy.deepcopy(piece)  # never edit a cached tree
+            piece[group].pop(key)
+    return piece
+
+
 def compose_dict(overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
     """The merged (not yet validated) config as an OmegaConf tree."""
     groups, files, dotlist = split_overrides(overrides)
     choices = {**DEFAULT_GROUPS, **groups}
     try:
-        pieces: list[Any] = [] if base is None else [base]
+        if isinstance(base, dict):
+            base = OmegaConf.create(base)
+        pieces: list[Any] = [] if base is None else [_without_derived(base, None)]
         for group in GROUPS:
             if group in choices and (base is None or group in groups):
-                pieces.append({group: _load_yaml(_group_file(group, choices[group]))})
-        pieces.extend(_load_yaml(path) for path in files)
+                pieces.append(_group_piece(group, choices[group]))
+        pieces.extend(_without_derived(_load_yaml(path), str(path)) for path in files)
         if dotlist:
-            pieces.append(OmegaConf.from_dotlist(dotlist))
+            pieces.append(_without_derived(OmegaConf.from_dotlist(dotlist), "the command line"))
         cfg = OmegaConf.merge(_template(), *pieces)  # one merge: later pieces win
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc)) from exc
@@ -112,14 +147,13 @@ def compose_dict(overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
 
 def compose(overrides: Sequence[str] = (), base: Any = None, *, check: bool = True) -> RunConfig:
     """Build and validate a `RunConfig` from overrides (see the module docstring)."""
-    from llada_lightning.config.validation import resolve, validate
+    from llada_lightning.config.validation import validate
 
     tree = compose_dict(overrides, base)
     try:
         cfg: RunConfig = OmegaConf.to_object(tree)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(_explain(exc)) from exc
-    cfg = resolve(cfg)
     if check:
         validate(cfg)
     return cfg

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 class ModelConfig:
     """A LLaMA-style decoder: pre-norm RMSNorm, RoPE, SwiGLU, no biases, optional GQA and tied embeddings.
 
+    Its attention (causal or bidirectional) is not a field: it belongs to the objective (objectives/registry.py).
+
     `vocab_size` is the number of output classes (the head's columns). The mask token of a masked
     diffusion model is `mask_token_id`; when it is None the model reserves one extra embedding row at
     index `vocab_size` (the SMDM convention; the head still has `vocab_size` columns).
@@ -26,7 +28,6 @@ class ModelConfig:
     d_ff: int = 256
     vocab_size: int = 4096
     max_seq_len: int = 256
-    causal: bool = False
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     tie_embeddings: bool = False

@@ -23,8 +23,16 @@ NON_RESULT_KEYS = (
 
 
 def result_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The config as a plain dict without the keys in NON_RESULT_KEYS."""
+    """The config as a plain dict without the keys in NON_RESULT_KEYS.
+
+    `model.causal` is put back, derived from the objective: runs stored it until it became derived, and their
+    signatures (hence run directories) must stay the same.
+    """
+    from llada_lightning.objectives.registry import OBJECTIVES
+
     tree: dict[str, Any] = dataclasses.asdict(cfg)
+    objective = OBJECTIVES.get(cfg.objective.name)
+    tree["model"]["causal"] = bool(objective is not None and objective.causal)
     for dotted in NON_RESULT_KEYS:
         node = tree
         *parents, leaf = dotted.split(".")

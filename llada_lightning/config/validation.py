@@ -2,31 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import math
+from pathlib import Path
 
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import RunConfig
+from llada_lightning.data.corpus import SOURCES
+from llada_lightning.flops import CONVENTIONS, flops_per_token, tokens_per_step, total_steps
+from llada_lightning.models.attention import BACKENDS
+from llada_lightning.models.initialization import INIT_SCHEMES
+from llada_lightning.objectives.registry import validate_objective_config
+from llada_lightning.training.lr_schedule import LR_SCHEDULES
 
-OBJECTIVES = ("llada", "arm")
-SCHEDULES = ("linear", "cosine", "polynomial")
-TIME_SAMPLING = ("iid", "antithetic")
-WEIGHTING = ("elbo", "unweighted")
-CONVENTIONS = ("6N", "full")
-LR_SCHEDULES = ("cosine", "wsd", "constant")
-BACKENDS = ("sdpa", "math", "flash")
-INITS = ("gpt2", "smdm", "llada")  # = models.initialization.INIT_SCHEMES (kept torch-free here)
-SOURCES = ("embedded", "hf")
-STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "single_device")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
-
-
-def resolve(cfg: RunConfig) -> RunConfig:
-    """Fill derived fields: the ARM baseline is the same backbone with the causal mask on (SMDM, MDLM)."""
-    if cfg.objective.name == "arm":
-        cfg.model = dataclasses.replace(cfg.model, causal=True)
-    return cfg
+STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "single_device")  # Lightning's names for these strategies
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")  # Lightning's
 
 
 def _one_of(key: str, value: object, options: tuple[str, ...]) -> None:
@@ -40,23 +30,6 @@ def _positive(key: str, value: float | int | None, *, allow_zero: bool = False) 
     if value < 0 or (value == 0 and not allow_zero) or (isinstance(value, float) and not math.isfinite(value)):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{key}={value} must be {bound}")
-
-
-def tokens_per_step(cfg: RunConfig) -> int:
-    """Tokens consumed by one optimizer step across all devices."""
-    t = cfg.train
-    return t.batch_size * t.accumulate_grad_batches * t.devices * t.num_nodes * cfg.data.seq_len
-
-
-def total_steps(cfg: RunConfig) -> int:
-    """Optimizer steps of the run: `train.max_steps`, or derived from `train.flops_budget` (flops.py)."""
-    from llada_lightning.flops import steps_for_budget
-
-    t = cfg.train
-    if t.max_steps is not None:
-        return t.max_steps
-    assert t.flops_budget is not None
-    return steps_for_budget(t.flops_budget, cfg.model, cfg.data.seq_len, tokens_per_step(cfg), t.flops_convention)
 
 
 def _validate_model(cfg: RunConfig) -> None:
@@ -76,9 +49,9 @@ def _validate_model(cfg: RunConfig) -> None:
         raise ConfigError(f"head dim d_model/n_heads={m.head_dim} is odd; RoPE needs an even head dimension")
     _positive("model.rope_theta", m.rope_theta)
     _positive("model.norm_eps", m.norm_eps)
-    if m.init not in INITS:
+    if m.init not in INIT_SCHEMES:
         raise ConfigError(
-            f"model.init={m.init!r} is not an init scheme; set model.init to one of: {', '.join(INITS)} "
+            f"model.init={m.init!r} is not an init scheme; set model.init to one of: {', '.join(INIT_SCHEMES)} "
             "(gpt2: normal(0, init_std) with scaled residuals; smdm: SMDM's; llada: OLMo mitchell, LLaDA-8B's)"
         )
     _positive("model.init_std", m.init_std)
@@ -87,23 +60,10 @@ def _validate_model(cfg: RunConfig) -> None:
             f"model.mask_token_id={m.mask_token_id} is outside [0, vocab_size={m.vocab_size}); "
             "set it inside the vocabulary or null to reserve an extra embedding row"
         )
-    if m.causal and cfg.objective.name == "llada":
-        raise ConfigError("model.causal=true with objective=llada: LLaDA is bidirectional; set model.causal=false")
 
 
 def _validate_objective(cfg: RunConfig) -> None:
-    o = cfg.objective
-    _one_of("objective.name", o.name, OBJECTIVES)
-    _one_of("objective.schedule", o.schedule, SCHEDULES)
-    _one_of("objective.time_sampling", o.time_sampling, TIME_SAMPLING)
-    _one_of("objective.weighting", o.weighting, WEIGHTING)
-    if not 0.0 < o.eps < 1.0:
-        raise ConfigError(f"objective.eps={o.eps} must lie in (0, 1) (LLaDA uses 1e-3)")
-    if not 0.0 <= o.random_length_prob <= 1.0:
-        raise ConfigError(f"objective.random_length_prob={o.random_length_prob} must lie in [0, 1] (LLaDA: 0.01)")
-    _positive("objective.schedule_power", o.schedule_power)
-    if o.val_mask_draws < 1:
-        raise ConfigError(f"objective.val_mask_draws={o.val_mask_draws} must be >= 1")
+    validate_objective_config(cfg.objective)  # the objective group's one validator, beside its registry
 
 
 def _validate_data(cfg: RunConfig) -> None:
@@ -123,16 +83,16 @@ def _validate_data(cfg: RunConfig) -> None:
         raise ConfigError(f"data.vocab_size={d.vocab_size} is below the 256 bytes + EOS of a byte-level BPE")
     _positive("data.max_documents", d.max_documents)
     _positive("data.num_workers", d.num_workers, allow_zero=True)
-    from llada_lightning.data.tokenizer import tokenizer_vocab_size
-
-    try:
-        vocab = tokenizer_vocab_size(d)
-    except (FileNotFoundError, ValueError) as exc:
-        raise ConfigError(str(exc).splitlines()[0]) from exc
-    if cfg.model.vocab_size < vocab:
+    if d.tokenizer != "bpe" and not Path(d.tokenizer).expanduser().is_file():
         raise ConfigError(
-            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary ({vocab}); "
-            f"set model.vocab_size>={vocab} or a smaller data.vocab_size"
+            f"data.tokenizer={d.tokenizer!r}: no such file; give the path to a HF tokenizer.json, or 'bpe' "
+            "to train a byte-level BPE on the corpus"
+        )
+    # a tokenizer file's own vocabulary is checked against model.vocab_size when the data is prepared
+    if d.tokenizer == "bpe" and cfg.model.vocab_size < d.vocab_size:
+        raise ConfigError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary ({d.vocab_size}); "
+            f"set model.vocab_size>={d.vocab_size} or a smaller data.vocab_size"
         )
 
 
@@ -167,8 +127,6 @@ def _validate_train(cfg: RunConfig) -> None:
     if t.flops_budget is not None:
         steps = total_steps(cfg)
         if steps < 1:
-            from llada_lightning.flops import flops_per_token
-
             one = flops_per_token(cfg.model, cfg.data.seq_len, t.flops_convention) * tokens_per_step(cfg)
             raise ConfigError(
                 f"train.flops_budget={t.flops_budget:.3g} is smaller than one step ({one:.3g} FLOPs, "

@@ -166,10 +166,10 @@ def _warn_flash_fallback() -> None:
 class SelfAttention(nn.Module):
     """q/k/v/o projections without biases; k and v have `n_kv_heads * head_dim` outputs (GQA)."""
 
-    def __init__(self, config: ModelConfig, backend: str = "sdpa") -> None:
+    def __init__(self, config: ModelConfig, backend: str = "sdpa", causal: bool = False) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = config.n_heads, config.n_kv_heads, config.head_dim
-        self.causal = config.causal
+        self.causal = causal
         self.backend = backend
         d = config.d_model
         self.wq = nn.Linear(d, self.n_heads * self.head_dim, bias=False)

@@ -1,4 +1,4 @@
-"""The shared backbone: a LLaMA-style decoder whose only LLaDA/ARM difference is `config.causal`.
+"""The shared backbone: a LLaMA-style decoder whose only LLaDA/ARM difference is `causal` (the objective's).
 
 Pre-norm blocks `x + attn(norm(x))`, `x + ffn(norm(x))`; RoPE; SwiGLU; no biases; optional GQA and tied
 embeddings; a final RMSNorm and a linear head with `vocab_size` outputs. The embedding has
@@ -32,10 +32,10 @@ from llada_lightning.models.layers import RMSNorm, SwiGLU, rope_cos_sin
 
 
 class Block(nn.Module):
-    def __init__(self, config: ModelConfig, backend: str) -> None:
+    def __init__(self, config: ModelConfig, backend: str, causal: bool) -> None:
         super().__init__()
         self.attn_norm = RMSNorm(config.d_model, config.norm_eps)
-        self.attn = SelfAttention(config, backend)
+        self.attn = SelfAttention(config, backend, causal)
         self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
         self.ffn = SwiGLU(config.d_model, config.d_ff)
 
@@ -47,19 +47,20 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """Token ids [B, T] -> logits [B, T, vocab_size]; bidirectional (LLaDA) or causal (ARM).
+    """Token ids [B, T] -> logits [B, T, vocab_size]; bidirectional (LLaDA) or `causal` (ARM).
 
     Prefer `build_model`, which skips torch's default initialisation (so weights depend only on the
-    seed and `init_weights`) and can build on the meta device.
+    seed and `init_weights`), takes the attention from the run's objective and can build on the meta device.
     """
 
-    def __init__(self, config: ModelConfig, backend: str = "sdpa") -> None:
+    def __init__(self, config: ModelConfig, backend: str = "sdpa", causal: bool = False) -> None:
         super().__init__()
         _validate(config)
         self.config = config
+        self.causal = bool(causal)
         self.backend = check_backend(backend)
         self.embed = nn.Embedding(config.embedding_rows, config.d_model)
-        self.layers = nn.ModuleList(Block(config, backend) for _ in range(config.n_layers))
+        self.layers = nn.ModuleList(Block(config, backend, self.causal) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         self.head = None if config.tie_embeddings else nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.init_weights()
@@ -107,7 +108,7 @@ class Transformer(nn.Module):
         else:
             cos, sin = rope_cos_sin(t, head_dim, theta, x.device)
         if cache is None:
-            mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.config.causal)
+            mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.causal)
         else:
             mask = self._cached_mask(cache, attention_mask, input_ids)
         for i, layer in enumerate(self.layers):
@@ -121,28 +122,36 @@ class Transformer(nn.Module):
         if attention_mask is not None:
             new = attention_mask.bool()
         keys = cache.key_padding_mask(new)
-        if (t == 1 or not self.config.causal) and bool(keys.all()):
+        if (t == 1 or not self.causal) and bool(keys.all()):
             return None
-        return cached_attention_mask(keys, t, self.config.causal)
+        return cached_attention_mask(keys, t, self.causal)
 
 
 def build_model(
-    config: ModelConfig | Any, backend: str | None = None, device: str | torch.device | None = None
+    config: ModelConfig | Any,
+    backend: str | None = None,
+    device: str | torch.device | None = None,
+    *,
+    causal: bool | None = None,
 ) -> Transformer:
     """A freshly initialised `Transformer` from a `ModelConfig` or a whole `RunConfig`.
 
-    With a RunConfig the backend comes from `config.attention.backend` unless `backend` is given;
-    default "sdpa". `device="meta"` allocates nothing (parameter counting of the largest sizes).
+    With a RunConfig the backend comes from `config.attention.backend` and the attention from the objective
+    (`objective_class(name).causal`) unless given; a bare ModelConfig is bidirectional unless `causal=True`.
+    Default backend "sdpa". `device="meta"` allocates nothing (parameter counting of the largest sizes).
     The model is built on the meta device, then materialised and initialised once on `device`,
     so the weights are a function of torch's global seed only.
     """
     if hasattr(config, "model") and hasattr(config, "attention"):
+        from llada_lightning.objectives.registry import is_causal
+
         backend = config.attention.backend if backend is None else backend
+        causal = is_causal(config.objective.name) if causal is None else causal
         config = config.model
     backend = check_backend(backend or "sdpa")
     target = torch.device(device) if device is not None else torch.get_default_device()
     with torch.device("meta"):
-        model = Transformer(config, backend)
+        model = Transformer(config, backend, causal=bool(causal))
     if target.type != "meta":
         model = model.to_empty(device=target)
         model.init_weights()

@@ -31,6 +31,8 @@ class ARMObjective:
     """Next-token prediction; its validation NLL is exact, hence trivially an NLL "bound"."""
 
     name = "arm"
+    causal = True  # the same backbone with the causal mask on (SMDM pretrain/train_ar.py; MDLM `causal`)
+    val_loss_kind = "nll"  # exact next-token NLL
     is_nll_bound = True
 
     def __init__(self, cfg: ObjectiveConfig | None = None) -> None:

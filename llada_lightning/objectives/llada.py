@@ -19,8 +19,11 @@ import torch.nn.functional as F
 from torch import Generator, Tensor
 
 from llada_lightning.config.schema import ObjectiveConfig
-from llada_lightning.objectives.base import Model, validate_objective_config
+from llada_lightning.objectives.base import Model
 from llada_lightning.objectives.schedules import MaskSchedule, get_schedule
+
+TIME_SAMPLINGS = ("iid", "antithetic")  # MDLM `_sample_t`: i.i.d. or antithetic (low-discrepancy) times
+WEIGHTINGS = ("elbo", "unweighted")  # elbo: w = -alpha'/(1 - alpha) (MDLM, Sahoo et al. 2024); unweighted: w = 1
 
 
 def _uniform(shape: tuple[int, ...], generator: Generator, device: torch.device | str | None) -> Tensor:
@@ -87,9 +90,10 @@ class LLaDAObjective:
     """
 
     name = "llada"
+    causal = False  # bidirectional: a plain Transformer without a causal mask (Nie et al. 2025, Sec. 2.1)
+    val_loss_kind = "elbo"  # validated with the ELBO-weighted bound whatever the training weighting (eq. 3)
 
     def __init__(self, cfg: ObjectiveConfig, mask_id: int) -> None:
-        validate_objective_config(cfg)
         self.cfg = cfg
         self.mask_id = int(mask_id)
         self.schedule = get_schedule(cfg.schedule, cfg.schedule_power)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.flops import CONVENTIONS
 
 POINTS = "points.csv"
 FIT = "fit.json"
@@ -296,7 +297,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("source", help="a sweep directory (its **/result.json) or a CSV of points")
         q.add_argument("--out", help="output directory (default: the sweep directory, or the CSV's directory)")
         q.add_argument("--json", action="store_true", help="print machine-readable JSON instead of text")
-        q.add_argument("--convention", choices=("6N", "full"), default=None, help="FLOP convention of C")
+        q.add_argument("--convention", choices=CONVENTIONS, default=None, help="FLOP convention of C")
         if name != "collect":
             _add_fit_options(q)
         if name == "plot":

@@ -31,8 +31,6 @@ GRID_E = (-1.0, -0.5, 0.0, 0.5, 1.0)
 GRID_A = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 GRID_B = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 
-PARAM_NAMES = ("a", "b", "e", "alpha", "beta")  # order of theta
-
 # scipy's default ftol (2.2e-9) is an absolute test when |f| < 1: the summed Huber near an optimum is ~1e-4 (n points
 # x delta x residual), so the default stops after ~1e-5 relative progress, the same failure in kind as averaging.
 # Tighter tolerances let every start finish (about 20% more evaluations); `options` overrides them.
@@ -44,12 +42,6 @@ def start_grid() -> np.ndarray:
     """The full grid of starts as rows of theta = (a, b, e, alpha, beta): 4500 rows."""
     rows = itertools.product(GRID_A, GRID_B, GRID_E, GRID_ALPHA, GRID_BETA)
     return np.array(list(rows), dtype=np.float64)
-
-
-def huber(r: np.ndarray, delta: float = HUBER_DELTA) -> np.ndarray:
-    """Huber loss: r^2 / 2 for |r| <= delta, delta (|r| - delta / 2) beyond (as scipy.special.huber)."""
-    ar = np.abs(r)
-    return np.where(ar <= delta, 0.5 * r * r, delta * (ar - 0.5 * delta))
 
 
 def log_predict(theta: np.ndarray, log_n: np.ndarray, log_d: np.ndarray) -> np.ndarray:

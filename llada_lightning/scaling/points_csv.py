@@ -7,8 +7,8 @@ import io
 import math
 from pathlib import Path
 
+from llada_lightning.flops import CONVENTIONS
 from llada_lightning.scaling.table import (
-    CONVENTIONS,
     DIVERGE_FACTOR,
     VALUE_KEYS,
     Table,

@@ -41,9 +41,6 @@ COLUMNS = (
 )
 NUMERIC = frozenset({"N", "N_total", "D", "C", "budget", "loss", "bpb", "seed"})
 
-# Accepted spellings in external CSVs (case-insensitive), first match wins.
-CONVENTIONS = ("6N", "full")
-
 
 @dataclass
 class Table:

@@ -10,6 +10,8 @@ from omegaconf.errors import OmegaConfBaseException
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.paths import config_root, group_options
 
+EXECUTORS = ("slurm", "local", "debug")  # submitit's Slurm and debug executors; our detached local worker
+
 
 @dataclass
 class ClusterConfig:
@@ -52,8 +54,8 @@ def load_cluster(name: str, overrides: list[str] | None = None) -> ClusterConfig
         cfg: ClusterConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cluster config {path}: {str(exc).splitlines()[0]}") from exc
-    if cfg.executor not in ("slurm", "local", "debug"):
-        raise ConfigError(f"cluster.executor={cfg.executor!r} is not one of: slurm, local, debug")
+    if cfg.executor not in EXECUTORS:
+        raise ConfigError(f"cluster.executor={cfg.executor!r} is not one of: {', '.join(EXECUTORS)}")
     if cfg.parallel < 1 or cfg.array_parallelism < 1 or cfg.time_min < 1:
         raise ConfigError("cluster.parallel, cluster.array_parallelism and cluster.time_min must be >= 1")
     return cfg

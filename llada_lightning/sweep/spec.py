@@ -31,8 +31,7 @@ from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.paths import config_root
 from llada_lightning.config.schema import RunConfig
 from llada_lightning.config.signature import signature
-from llada_lightning.config.validation import total_steps
-from llada_lightning.flops import flops_per_token
+from llada_lightning.flops import flops_per_token, tokens_per_step, total_steps
 
 SPEC_KEYS = {"name", "root", "cluster", "base", "grid", "zip", "description"}
 
@@ -53,8 +52,6 @@ class Run:
 
     @property
     def tokens(self) -> int:
-        from llada_lightning.config.validation import tokens_per_step
-
         return self.steps * tokens_per_step(self.cfg)
 
     def flops(self, convention: str) -> float:

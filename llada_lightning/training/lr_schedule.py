@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+LR_SCHEDULES = ("cosine", "wsd", "constant")  # each after linear warmup
+
 
 def warmup_steps(total_steps: int, fraction: float, min_steps: int) -> int:
     """SMDM: 1% of steps, at least `min_steps` (100 there), never more than the whole run."""
@@ -37,4 +39,4 @@ def lr_multiplier(
         progress = min(1.0, (step - start) / decay)
         # warmup-stable-decay: linear decay to min_ratio over the final decay_fraction (Hu et al. 2024, MiniCPM)
         return 1.0 - (1.0 - min_ratio) * progress
-    raise ValueError(f"train.lr_schedule={schedule!r} is not one of: cosine, wsd, constant")
+    raise ValueError(f"train.lr_schedule={schedule!r} is not one of: {', '.join(LR_SCHEDULES)}")

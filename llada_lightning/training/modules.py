@@ -15,8 +15,14 @@ from omegaconf import OmegaConf
 from torchmetrics import SumMetric
 
 from llada_lightning.config.schema import RunConfig
-from llada_lightning.config.validation import CONVENTIONS, tokens_per_step, total_steps
-from llada_lightning.flops import flops_per_token, param_counts, training_flops
+from llada_lightning.flops import (
+    CONVENTIONS,
+    flops_per_token,
+    param_counts,
+    tokens_per_step,
+    total_steps,
+    training_flops,
+)
 from llada_lightning.models import build_model
 from llada_lightning.objectives import build_objective
 from llada_lightning.training.lr_schedule import lr_multiplier, warmup_steps
@@ -59,17 +65,13 @@ class BaseModule(L.LightningModule):
             cfg = compose([], base=OmegaConf.create(cfg), check=False)
         if self.objective_name and cfg.objective.name != self.objective_name:
             raise ValueError(f"{type(self).__name__} needs objective.name={self.objective_name!r}")
-        causal = cfg.objective.name == "arm"  # the only backbone difference between the two (SMDM; MDLM `causal`)
-        if cfg.model.causal != causal:
-            if not causal:
-                raise ValueError("LLaDA needs a bidirectional backbone: set model.causal=False")
-            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, causal=True))
         self.cfg = cfg
         self.save_hyperparameters({"cfg": OmegaConf.to_container(OmegaConf.structured(cfg))})
-        self.model = build_model(cfg)
+        self.objective = build_objective(cfg.objective, cfg.model.mask_id)
+        # the objective names its attention: the only backbone difference between LLaDA and the ARM
+        self.model = build_model(cfg, causal=self.objective.causal)
         if cfg.train.compile:
             self.model.compile()
-        self.objective = build_objective(cfg.objective, cfg.model.mask_id)
         self.total_steps = total_steps(cfg)
         self.tokens_per_step = tokens_per_step(cfg)
         self.n_nonemb, self.n_total = param_counts(cfg.model)
@@ -82,6 +84,9 @@ class BaseModule(L.LightningModule):
         self.wall_time_before = 0.0  # seconds spent in earlier (pre-resume) segments of this run
         self._fit_start = time.perf_counter()
         self._last_log: tuple[float, int, int] | None = None  # (time, step, tokens) of the last log
+        self._loss_sum: torch.Tensor | None = None  # micro-batch losses since the last log (no device sync)
+        self._loss_count = 0
+        self._interval: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the last log
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -107,8 +112,14 @@ class BaseModule(L.LightningModule):
                 f"non-finite training loss at step {self.global_step} (this rank: {loss.item()}): the last "
                 "checkpoint is intact; resume it with a lower train.lr (LLaDA hit the same at 1.2T tokens)"
             )
-        self.log("train/loss", loss.detach(), on_step=True, prog_bar=True, logger=True)
+        self._add_loss(loss)
         return loss
+
+    def _add_loss(self, loss: torch.Tensor) -> None:
+        """Add a micro-batch's loss to the log interval's running sum (logged as a mean at the interval's end)."""
+        value = loss.detach().float()
+        self._loss_sum = value if self._loss_sum is None else self._loss_sum + value
+        self._loss_count += 1
 
     def _any_rank_non_finite(self, loss: torch.Tensor) -> bool:
         """True on every rank when any rank's loss is NaN/inf, so that all ranks stop together (none hangs)."""
@@ -161,26 +172,57 @@ class BaseModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         self._fit_start = time.perf_counter()
-        self._last_log = (self._fit_start, self.global_step, self.trained.tokens)
+        if self.trained.steps != self.global_step:  # a checkpoint without the count: recount from step 0
+            self.trained = self.count_trained(self.global_step)
+        self._last_log, self._interval = None, None
+        self._loss_sum, self._loss_count = None, 0
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._last_log is None:  # the segment's first step starts: its first tokens/s is measured from here
+            self._last_log = (time.perf_counter(), self.global_step, self.trained.tokens)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        step = self.global_step
-        every = self.cfg.train.log_every_n_steps
-        if step % every or (batch_idx + 1) % self.cfg.train.accumulate_grad_batches:
+        """Log the interval's metrics at `global_step` (steps completed, 1-based), as the console shows it.
+
+        Lightning's `self.log` would stamp them with the step index before its increment (0-based); the loggers
+        are therefore called directly, and `self.log` (logger=False) only feeds the progress bar and callbacks.
+        """
+        t = self.cfg.train
+        if self.global_step % t.log_every_n_steps or (batch_idx + 1) % t.accumulate_grad_batches:
             return
-        now = time.perf_counter()
+        metrics = self.interval_metrics()
+        self._log_scalars(metrics)
+        self.log_dict({k: v for k, v in metrics.items() if k != "train/loss"}, on_step=True, logger=False)
+        if "train/loss" in metrics:
+            self.log("train/loss", metrics["train/loss"], on_step=True, prog_bar=True, logger=False)
+
+    def _log_scalars(self, metrics: dict[str, float]) -> None:
+        """Write `metrics` to every logger at step `global_step` (the loggers write on rank 0 only)."""
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=self.global_step)
+
+    def interval_metrics(self) -> dict[str, float]:
+        """The metrics of the log interval ending at this optimizer step, computed once per step (callbacks call
+        it before this module's `on_train_batch_end`): train/loss is the mean over its micro-batches; tokens/s
+        is measured from the previous log, or from the segment's first step, and absent until known."""
+        step = self.global_step
+        if self._interval is not None and self._interval[0] == step:
+            return self._interval[1]
         metrics = self.progress_metrics(step)
-        tokens = self.trained.tokens
+        if self._loss_sum is not None and self._loss_count:
+            metrics["train/loss"] = float(self._loss_sum) / self._loss_count
+        self._loss_sum, self._loss_count = None, 0
+        now, tokens = time.perf_counter(), self.trained.tokens
         if self._last_log is not None and step > self._last_log[1]:
-            dt = now - self._last_log[0]
-            metrics["perf/tokens_per_s"] = (tokens - self._last_log[2]) / max(dt, 1e-9)
+            metrics["perf/tokens_per_s"] = (tokens - self._last_log[2]) / max(now - self._last_log[0], 1e-9)
         self._last_log = (now, step, tokens)
         metrics["lr"] = self.optimizers().param_groups[0]["lr"]  # type: ignore[union-attr]
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "samples_consumed_to_epochs"):
             samples = step * self.tokens_per_step // self.cfg.data.seq_len
             metrics["progress/data_epochs"] = float(datamodule.samples_consumed_to_epochs(samples))
-        self.log_dict(metrics, on_step=True, logger=True)
+        self._interval = (step, metrics)
+        return metrics
 
     def progress_metrics(self, step: int) -> dict[str, float]:
         """Tokens and cumulative training FLOPs (both conventions) actually trained in `step` optimizer steps.
@@ -226,8 +268,9 @@ class BaseModule(L.LightningModule):
         bytes_per_token = self.trainer.datamodule.bytes_per_token("val")  # type: ignore[attr-defined]
         bpb = loss / (math.log(2.0) * bytes_per_token)  # bits per byte = nats/token / ln 2 / (bytes/token)
         self.last_val = {"val_loss": float(loss), "val_bpb": float(bpb), "step": int(self.global_step)}
-        self.log("val/loss", loss.float(), prog_bar=True, logger=True, sync_dist=False)
-        self.log("val/bpb", bpb.float(), logger=True, sync_dist=False)
+        self._log_scalars({"val/loss": float(loss), "val/bpb": float(bpb)})  # at the steps completed, as training
+        self.log("val/loss", loss.float(), prog_bar=True, logger=False, sync_dist=False)
+        self.log("val/bpb", bpb.float(), logger=False, sync_dist=False)
 
     # -- optimisation -----------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
@@ -267,6 +310,9 @@ class ARMModule(BaseModule):
     objective_name = "arm"
 
 
+MODULES: dict[str, type[BaseModule]] = {m.objective_name: m for m in (LLaDAModule, ARMModule)}
+
+
 def build_module(cfg: RunConfig) -> BaseModule:
-    """The LightningModule for `cfg.objective.name`."""
-    return {"llada": LLaDAModule, "arm": ARMModule}[cfg.objective.name](cfg)
+    """The LightningModule for `cfg.objective.name` (the names are the objective registry's)."""
+    return MODULES[cfg.objective.name](cfg)

@@ -8,17 +8,20 @@ import sys
 import pytest
 
 from llada_lightning.cli import main
-from llada_lightning.config.compose import compose, to_yaml
+from llada_lightning.config.compose import compose, load_run_config, to_yaml
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.signature import config_diff, signature
+from llada_lightning.models import build_model
 
 
 def test_defaults_and_group_choice() -> None:
     cfg = compose()
     assert cfg.model.name == "cpu-1m" and cfg.objective.name == "llada" and cfg.data.source == "embedded"
-    assert cfg.model.causal is False
+    assert build_model(cfg, device="meta").causal is False
     arm = compose(["objective=arm", "model=cpu-0.1m", "train.lr=0.01"])
-    assert arm.objective.name == "arm" and arm.model.causal is True  # ARM = same backbone, causal mask
+    # ARM = same backbone, causal mask: the objective names its attention, the model config does not
+    assert arm.objective.name == "arm" and build_model(arm, device="meta").causal is True
+    assert not hasattr(arm.model, "causal")
     assert arm.model.n_layers == 2 and arm.train.lr == 0.01
 
 
@@ -29,8 +32,7 @@ def test_dotlist_overrides_types() -> None:
 
 def test_budget_replaces_steps() -> None:
     cfg = compose(["train.max_steps=null", "train.flops_budget=1e13"])
-    from llada_lightning.config.validation import tokens_per_step, total_steps
-    from llada_lightning.flops import flops_per_token
+    from llada_lightning.flops import flops_per_token, tokens_per_step, total_steps
 
     per_step = flops_per_token(cfg.model, cfg.data.seq_len, "6N") * tokens_per_step(cfg)
     assert total_steps(cfg) == int(1e13 // per_step) >= 1
@@ -96,3 +98,25 @@ def test_cli_exit_code_in_a_real_process() -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("llada: config error: model.d_model=100")
+
+
+# Signatures of two runs as written before `model.causal` became derived (commit cf5d458): the run
+# directories of existing sweeps must keep their names, or relaunching would redo them.
+LEGACY_SIGNATURES = {"llada": "f6868102f8", "arm": "4827fce8ad"}
+
+
+def test_signature_unchanged_by_the_derived_attention() -> None:
+    assert signature(compose(["model=cpu-0.1m"])) == LEGACY_SIGNATURES["llada"]
+    assert signature(compose(["model=cpu-0.1m", "objective=arm"])) == LEGACY_SIGNATURES["arm"]
+
+
+def test_legacy_run_config_with_model_causal_still_loads(tmp_path) -> None:
+    cfg = compose(["model=cpu-0.1m", "objective=arm"])
+    legacy = to_yaml(cfg).replace("  max_seq_len:", "  causal: true\n  max_seq_len:", 1)
+    assert "causal: true" in legacy
+    path = tmp_path / "config.yaml"
+    path.write_text(legacy)
+    loaded = load_run_config(path)
+    assert config_diff(loaded, cfg) == [] and signature(loaded) == LEGACY_SIGNATURES["arm"]
+    with pytest.raises(ConfigError, match="model.causal is not a setting.*objective.name"):
+        compose([str(path)])  # as an explicit config file it is refused, naming the key

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from llada_lightning.config.compose import compose
-from llada_lightning.config.validation import tokens_per_step, total_steps
-from llada_lightning.flops import param_counts
+from llada_lightning.flops import param_counts, tokens_per_step, total_steps
 from llada_lightning.sweep import expand, load_spec
 from llada_lightning.training.lr_schedule import warmup_steps
 

@@ -18,7 +18,7 @@ CFG = ModelConfig(n_layers=2, n_heads=4, n_kv_heads=4, d_model=32, d_ff=80, voca
 
 def make(causal: bool = False, seed: int = 0, **changes) -> Transformer:
     torch.manual_seed(seed)
-    return build_model(dataclasses.replace(CFG, causal=causal, **changes)).eval()
+    return build_model(dataclasses.replace(CFG, **changes), causal=causal).eval()
 
 
 def ids(batch: int = 2, seq_len: int = 12, seed: int = 1) -> torch.Tensor:

@@ -18,7 +18,7 @@ TINY = ModelConfig(
 
 def tiny_model(causal: bool = False, seed: int = 0, **changes) -> Transformer:
     torch.manual_seed(seed)
-    return build_model(dataclasses.replace(TINY, causal=causal, **changes)).eval()
+    return build_model(dataclasses.replace(TINY, **changes), causal=causal).eval()
 
 
 class FixedLogits:

@@ -70,7 +70,8 @@ def run_curve(objective: str, run_dir: Path, threads: int = 1) -> dict[str, list
     curve = {}
     for tag, key in (("train/loss", "loss"), ("lr", "lr")):
         scalars = events.Scalars(tag)
-        assert [s.step for s in scalars] == list(range(len(scalars))), f"{tag}: one value per step expected"
+        # one value per step, at the number of steps completed (1-based, as the console shows it)
+        assert [s.step for s in scalars] == list(range(1, len(scalars) + 1)), f"{tag}: one value per step expected"
         curve[key] = [float(s.value) for s in scalars]
     return curve
 

@@ -20,7 +20,7 @@ import torch
 
 from llada_lightning.config import ModelConfig
 from llada_lightning.config.compose import compose
-from llada_lightning.config.validation import total_steps
+from llada_lightning.flops import total_steps
 from llada_lightning.objectives.llada import LLaDAObjective
 from llada_lightning.training.modules import TrainedTokens, build_module
 from llada_lightning.training.run import train
