@@ -10,21 +10,16 @@ import os
 import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 
-def _rank_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-
-
-def run_job(config: dict[str, Any]) -> dict[str, Any]:
+def run_job(config: dict[str, Any]) -> Any:
     """Train (or resume) the run described by `config` (a resolved RunConfig as a plain dict)."""
     from llada_lightning.config.compose import compose
-    from llada_lightning.io import atomic_write_json
-    from llada_lightning.training.run import RESULT, train
+    from llada_lightning.rundir import RunDirBusy, RunResult, is_rank_zero, write_result
+    from llada_lightning.training.run import train
 
     threads = os.environ.get("LLADA_TORCH_THREADS")
     if threads:
@@ -34,15 +29,18 @@ def run_job(config: dict[str, Any]) -> dict[str, Any]:
     cfg = compose([], base=OmegaConf.create(config), check=False)
     try:
         return train(cfg)
+    except RunDirBusy:
+        raise  # another live process owns the run: its directory is not this job's to mark failed
     except BaseException as exc:
-        if _rank_zero() and cfg.run_dir and not isinstance(exc, KeyboardInterrupt):
-            failure = {
-                "status": "failed",
-                "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                "traceback": traceback.format_exc()[-4000:],
-                "time": time.time(),
-            }
-            atomic_write_json(Path(cfg.run_dir) / RESULT, failure)
+        if is_rank_zero() and cfg.run_dir and not isinstance(exc, KeyboardInterrupt):
+            failure = RunResult(
+                status="failed",
+                run_dir=str(cfg.run_dir),
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                traceback=traceback.format_exc()[-4000:],
+                time=time.time(),
+            )
+            write_result(cfg.run_dir, failure)
         raise
 
 

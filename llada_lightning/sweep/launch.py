@@ -7,7 +7,6 @@ file per sweep directory serialises launchers started at the same moment.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import signal
@@ -22,12 +21,21 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from llada_lightning import rundir
 from llada_lightning.config.compose import to_yaml
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.io import atomic_write_json, atomic_write_text
-from llada_lightning.sweep.cluster import ClusterConfig, load_cluster
-from llada_lightning.sweep.spec import Run, expand, load_spec
-from llada_lightning.sweep.state import ACTIVE, JOB, RunStatus, pid_alive, read_record, run_status, slurm_states
+from llada_lightning.sweep.cluster import EXECUTORS, ClusterConfig, load_cluster
+from llada_lightning.sweep.spec import Run, SweepSpec, expand, load_spec
+from llada_lightning.sweep.state import (
+    ACTIVE,
+    LOCK,
+    RunStatus,
+    file_lock,
+    pid_alive,
+    run_status,
+    slurm_states,
+)
 
 
 @dataclass
@@ -37,20 +45,28 @@ class LaunchReport:
     submitted: dict[str, str] = field(default_factory=dict)  # signature -> job id
 
 
+@dataclass
+class SweepRun:
+    """A run as `status` and `cancel` list it: from the spec's expansion, or found in the sweep directory."""
+
+    name: str
+    signature: str
+    run_dir: Path
+    steps: int | None
+    in_spec: bool = True  # False: launched with other overrides than the ones given now
+
+
 @contextmanager
 def sweep_lock(directory: Path) -> Iterator[None]:
+    """Serialise launchers, `cancel` and the local worker's starts on one sweep directory."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".launch.lock", "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(directory / LOCK):
+        yield
 
 
-def statuses(runs: Sequence[Run]) -> dict[str, RunStatus]:
+def statuses(runs: Sequence[Run | SweepRun]) -> dict[str, RunStatus]:
     """Every run's state, querying the scheduler once for all Slurm jobs."""
-    records = {r.signature: read_record(r.run_dir, JOB) or {} for r in runs}
+    records = {r.signature: rundir.read_record(rundir.job_path(r.run_dir)) or {} for r in runs}
     ids = [str(j["job_id"]) for j in records.values() if j.get("executor") == "slurm" and j.get("job_id")]
     slurm = slurm_states(ids)
     return {r.signature: run_status(r.run_dir, slurm) for r in runs}
@@ -62,10 +78,10 @@ def _config_dict(run: Run) -> dict[str, Any]:
 
 def _prepare(run: Run) -> None:
     run.run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run.run_dir / "config.yaml", to_yaml(run.cfg))
-    previous = read_record(run.run_dir, "result.json")
+    atomic_write_text(rundir.config_path(run.run_dir), to_yaml(run.cfg))
+    previous = rundir.read_record(rundir.result_path(run.run_dir))
     if previous is not None and previous.get("status") == "failed":  # keep the evidence, start clean
-        os.replace(run.run_dir / "result.json", run.run_dir / f"result.failed.{int(time.time())}.json")
+        os.replace(rundir.result_path(run.run_dir), run.run_dir / f"result.failed.{int(time.time())}.json")
 
 
 def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name: str) -> dict[str, tuple[str, str]]:
@@ -122,7 +138,7 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
                 "log": str(job.paths.stdout),
                 "submitted": time.time(),
             }
-            atomic_write_json(run.run_dir / JOB, record)
+            atomic_write_json(rundir.job_path(run.run_dir), record)
     return out
 
 
@@ -136,6 +152,7 @@ def _submit_local(
     threads = cluster.torch_threads or max(1, (os.cpu_count() or 1) // cluster.parallel)
     record = {"executor": "local", "submitted": time.time()}
     payload = {
+        "lock": str((spec_dir / LOCK).resolve()),  # held while checking for a cancel, then starting a run
         "parallel": cluster.parallel,
         "torch_threads": threads,
         "runs": [
@@ -158,9 +175,9 @@ def _submit_local(
             "job_id": f"local-{stamp}",
             "name": run.name,
             "worker_pid": worker.pid,
-            "log": str(run.run_dir / "job.log"),
+            "log": str(run.run_dir / rundir.JOB_LOG),
         }
-        atomic_write_json(run.run_dir / JOB, job)
+        atomic_write_json(rundir.job_path(run.run_dir), job)
         out[run.signature] = (job["job_id"], job["log"])
     return out, worker
 
@@ -171,7 +188,7 @@ def _run_debug(runs: list[Run]) -> dict[str, tuple[str, str]]:
     out = {}
     for run in runs:
         record = {"executor": "debug", "job_id": "debug", "name": run.name, "submitted": time.time()}
-        atomic_write_json(run.run_dir / JOB, record)
+        atomic_write_json(rundir.job_path(run.run_dir), record)
         try:
             run_job(_config_dict(run))
         except Exception as exc:  # recorded in result.json by run_job; keep going with the others
@@ -208,8 +225,8 @@ def launch(
     spec = load_spec(spec_path, overrides)
     cluster = load_cluster(spec.cluster, list(overrides))
     if executor:
-        if executor not in ("slurm", "local", "debug"):
-            raise ConfigError(f"--executor {executor!r} is not one of: slurm, local, debug")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"--executor {executor!r} is not one of: {', '.join(EXECUTORS)}")
         cluster.executor = executor
     runs = expand(spec, [o for o in overrides if not o.startswith("cluster.")])
     report = LaunchReport(runs=runs)
@@ -282,17 +299,54 @@ def print_plan(runs: Sequence[Run], actions: dict[str, str], out: Any) -> None:
     )
 
 
+def _run_overrides(overrides: Sequence[str]) -> list[str]:
+    """The overrides that reach the runs' configs (not `cluster.*`)."""
+    return [o for o in overrides if not o.startswith("cluster.")]
+
+
+def _run_steps(run_dir: Path) -> int | None:
+    """The total steps of the run whose resolved config is in `run_dir`; None if it cannot be read."""
+    from llada_lightning.config.compose import load_run_config
+    from llada_lightning.flops import total_steps
+
+    try:
+        return total_steps(load_run_config(rundir.config_path(run_dir)))
+    except (ConfigError, OSError, ValueError):
+        return None
+
+
+def discover(directory: Path) -> list[SweepRun]:
+    """The run directories under a sweep directory (a config.yaml, job.json or result.json), by name, signature."""
+    found = []
+    for path in directory.iterdir() if directory.is_dir() else []:
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        if any((path / f).is_file() for f in (rundir.CONFIG, rundir.JOB, rundir.RESULT)):
+            job = rundir.read_record(rundir.job_path(path)) or {}
+            found.append(SweepRun(str(job.get("name") or path.name), path.name, path, _run_steps(path), False))
+    return sorted(found, key=lambda r: (r.name, r.signature))
+
+
+def sweep_runs(spec: SweepSpec, overrides: Sequence[str] = ()) -> list[SweepRun]:
+    """The spec's runs expanded with `overrides`, then every other run found in the sweep directory."""
+    runs = [SweepRun(r.name, r.signature, r.run_dir, r.steps) for r in expand(spec, _run_overrides(overrides))]
+    known = {r.signature for r in runs}
+    return runs + [r for r in discover(spec.directory) if r.signature not in known]
+
+
 def status_table(spec_path: str, overrides: Sequence[str] = (), out: Any = None) -> dict[str, RunStatus]:
+    """Print every run of the sweep (the spec's, and any launched with other overrides) with its state."""
     out = out or sys.stdout
     spec = load_spec(spec_path, overrides)
-    runs = expand(spec, [o for o in overrides if not o.startswith("cluster.")])
+    runs = sweep_runs(spec, overrides)
     states = statuses(runs)
     print(f"{'name':<28} {'signature':<11} {'state':<10} {'step':>13} {'val loss':>9}  {'job':<14} log", file=out)
     counts: dict[str, int] = {}
     for run in runs:
         s = states[run.signature]
         counts[s.state] = counts.get(s.state, 0) + 1
-        step = f"{s.step if s.step is not None else '-'}/{s.total if s.total is not None else run.steps}"
+        total = s.total if s.total is not None else run.steps
+        step = f"{s.step if s.step is not None else '-'}/{total if total is not None else '-'}"
         loss = f"{s.val_loss:.4f}" if isinstance(s.val_loss, (int, float)) else "-"
         print(
             f"{run.name:<28} {run.signature:<11} {s.state:<10} {step:>13} {loss:>9}  {s.job_id or '-':<14} "
@@ -300,50 +354,82 @@ def status_table(spec_path: str, overrides: Sequence[str] = (), out: Any = None)
             file=out,
         )
     print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)
+    others = sum(not r.in_spec for r in runs)
+    if others:
+        print(
+            f"the last {others} run(s) were found in {spec.directory}, launched with other overrides than these",
+            file=out,
+        )
     return states
 
 
+def split_cancel_args(filter_option: str | None, tokens: Sequence[str]) -> tuple[str, list[str]]:
+    """`llada sweep cancel` tokens: key=value (and file.yaml) are overrides; one bare word is the filter."""
+    overrides = [t for t in tokens if "=" in t or t.endswith((".yaml", ".yml"))]
+    filters = ([filter_option] if filter_option is not None else []) + [t for t in tokens if t not in overrides]
+    if len(filters) > 1:
+        raise ConfigError(
+            f"sweep cancel: {len(filters)} filters given ({', '.join(map(repr, filters))}); "
+            "give one, as --filter PATTERN (overrides are key=value)"
+        )
+    return (filters[0] if filters else ""), overrides
+
+
+def _scancel(job_id: str) -> None:
+    """Cancel one Slurm job (or array task)."""
+    try:
+        subprocess.run(["scancel", job_id], check=False)
+    except OSError as exc:
+        raise ConfigError(f"cannot run scancel for job {job_id} ({exc}); cancel from a machine with Slurm") from exc
+
+
+def _cancel_job(run_dir: Path) -> None:
+    """Stop one run's job and mark its job.json cancelled: the local worker never starts a cancelled run."""
+    job = rundir.read_record(rundir.job_path(run_dir)) or {}
+    if job.get("executor") == "slurm":
+        _scancel(str(job["job_id"]))
+    elif pid_alive(job.get("pid")):
+        os.kill(int(job["pid"]), signal.SIGTERM)  # the run saves a checkpoint at its next step and stops
+    job["cancelled"] = time.time()
+    job.pop("worker_pid", None)
+    atomic_write_json(rundir.job_path(run_dir), job)
+
+
 def cancel(spec_path: str, pattern: str = "", overrides: Sequence[str] = (), out: Any = None) -> list[str]:
-    """Cancel the active jobs of runs whose name or signature contains `pattern`."""
+    """Cancel the queued and running jobs of the sweep's runs whose name or signature contains `pattern`."""
     out = out or sys.stdout
     spec = load_spec(spec_path, overrides)
-    runs = [
-        r
-        for r in expand(spec, [o for o in overrides if not o.startswith("cluster.")])
-        if pattern in r.name or pattern in r.signature
-    ]
-    states = statuses(runs)
+    runs = [r for r in sweep_runs(spec, overrides) if pattern in r.name or pattern in r.signature]
+    if pattern and not runs:
+        where = " ".join([spec_path, *(o for o in overrides if o.partition("=")[0] in ("name", "root"))])
+        raise ConfigError(
+            f"sweep cancel: no run of sweep {spec.name} has {pattern!r} in its name or signature; "
+            f"see the run names with `llada sweep status {where}`"
+        )
     cancelled = []
-    for run in runs:
-        s = states[run.signature]
-        if s.state not in ACTIVE:
-            continue
-        job = read_record(run.run_dir, JOB) or {}
-        if job.get("executor") == "slurm":
-            subprocess.run(["scancel", str(job["job_id"])], check=False)
-        elif job.get("executor") == "local":
-            for key in ("pid",):
-                if pid_alive(job.get(key)):
-                    os.kill(int(job[key]), signal.SIGTERM)
-            job["cancelled"] = time.time()
-            job.pop("worker_pid", None)
-            atomic_write_json(run.run_dir / JOB, job)
-        cancelled.append(run.name)
-        print(f"cancelled {run.name} ({s.job_id})", file=out)
+    if spec.directory.is_dir():  # otherwise nothing was ever launched
+        with sweep_lock(spec.directory):  # the local worker checks for a cancel under it before starting a run
+            states = statuses(runs)
+            for run in runs:
+                if states[run.signature].state in ACTIVE:
+                    _cancel_job(run.run_dir)
+                    cancelled.append(run.name)
+                    print(f"cancelled {run.name} ({states[run.signature].job_id})", file=out)
     if not cancelled:
-        print("nothing to cancel", file=out)
+        matching = f" matching {pattern!r}" if pattern else ""
+        print(f"nothing to cancel: no run{matching} of sweep {spec.name} is queued or running", file=out)
     return cancelled
 
 
 def find_run(ref: str, root: str = "runs/sweeps") -> Path:
     """A run directory from a path, a signature or a readable name (searched under `root`)."""
     path = Path(ref)
-    if (path / "config.yaml").is_file():
+    if (rundir.config_path(path)).is_file():
         return path
     for candidate in sorted(Path(root).glob("*/*")):
         if candidate.name == ref:
             return candidate
-        job = read_record(candidate, JOB) or {}
+        job = rundir.read_record(rundir.job_path(candidate)) or {}
         if job.get("name") == ref:
             return candidate
     raise ConfigError(f"no run {ref!r}: give a run directory, or a signature under {root}")
@@ -352,7 +438,7 @@ def find_run(ref: str, root: str = "runs/sweeps") -> Path:
 def logs(ref: str, root: str = "runs/sweeps", lines: int = 40, out: Any = None) -> Path | None:
     out = out or sys.stdout
     run_dir = find_run(ref, root)
-    job = read_record(run_dir, JOB) or {}
+    job = rundir.read_record(rundir.job_path(run_dir)) or {}
     log = Path(str(job.get("log", ""))) if job.get("log") else None
     print(f"run {run_dir}: job {job.get('job_id', '-')}, log {log or '-'}", file=out)
     if log and log.is_file():

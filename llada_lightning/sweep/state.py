@@ -1,20 +1,23 @@
 """A run's state, from its directory and the scheduler, so it survives the launcher exiting.
 
 States: pending (never submitted), queued, running, done, failed, preempted (waiting to resume from its
-checkpoint), unknown (the scheduler cannot say; never resubmitted, to avoid duplicates).
+checkpoint), cancelled (by `llada sweep cancel`; relaunched by the next launch like a failed run), unknown (the
+scheduler cannot say; never resubmitted, to avoid duplicates).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from llada_lightning.io import read_json
+from llada_lightning import rundir
 
-JOB = "job.json"
+LOCK = ".launch.lock"  # in the sweep directory: serialises launchers, `cancel` and the local worker's starts
 ACTIVE = ("queued", "running", "preempted", "unknown")
 
 # Slurm job states (squeue/sacct) -> our run states, given no `done` result.
@@ -51,15 +54,15 @@ class RunStatus:
     detail: str = ""
 
 
-def read_record(run_dir: Path, name: str) -> dict[str, Any] | None:
-    path = run_dir / name
-    if not path.is_file():
-        return None
-    try:
-        data = read_json(path)
-    except (ValueError, OSError):
-        return None
-    return data if isinstance(data, dict) else None
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created if missing) for the duration of the block."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -108,9 +111,9 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
 
 def run_status(run_dir: Path, slurm: dict[str, str] | None = None) -> RunStatus:
     """The state of one run; `slurm` maps job ids to Slurm states (see `slurm_states`)."""
-    result = read_record(run_dir, "result.json")
-    job = read_record(run_dir, JOB) or {}
-    progress = read_record(run_dir, "progress.json") or {}
+    result = rundir.read_record(rundir.result_path(run_dir))
+    job = rundir.read_record(rundir.job_path(run_dir)) or {}
+    progress = rundir.read_record(rundir.progress_path(run_dir)) or {}
     status = RunStatus(
         state="pending",
         job_id=str(job.get("job_id", "")),
@@ -131,12 +134,16 @@ def run_status(run_dir: Path, slurm: dict[str, str] | None = None) -> RunStatus:
     if executor == "slurm":
         state = (slurm or {}).get(status.job_id, "UNKNOWN")
         mapped = _SLURM.get(state, "unknown")
-        if mapped == "queued" and (run_dir / "checkpoints" / "last.ckpt").is_file():
+        if mapped == "queued" and rundir.last_checkpoint(run_dir).is_file():
             mapped = "preempted"  # back in the queue after a requeue, with a checkpoint to resume
+        if mapped == "failed" and job.get("cancelled"):
+            mapped = "cancelled"
         status.state, status.detail = mapped, state
     elif executor == "local":
         if pid_alive(job.get("pid")):
-            status.state = "running"
+            status.state = "running"  # also a cancelled run until its process has exited
+        elif job.get("cancelled"):
+            status.state = "cancelled"
         elif not job.get("pid") and pid_alive(job.get("worker_pid")):
             status.state = "queued"
         else:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
-from llada_lightning.sweep import launch, status_table, statuses, wait_for
+from tiny_specs import write_spec
+
+from llada_lightning import rundir
+from llada_lightning.sweep import cancel, expand, launch, load_spec, status_table, statuses, wait_for
+from llada_lightning.sweep.state import pid_alive
 
 OVERRIDES = ["cluster.torch_threads=1", "cluster.parallel=2"]
 
@@ -46,3 +51,43 @@ def test_dry_run_prints_every_run_and_total_compute(tmp_path: Path) -> None:
     total = sum(run.flops("6N") for run in report.runs)
     assert f"total compute: {total:.3g} FLOPs (6N)" in text
     assert not any(run.run_dir.exists() for run in report.runs)  # a dry run writes nothing
+
+
+def _wait_exited(pid: int, timeout_s: float = 120) -> None:
+    deadline = time.time() + timeout_s
+    while pid_alive(pid):
+        assert time.time() < deadline, f"process {pid} still alive after {timeout_s} s"
+        time.sleep(0.2)
+
+
+def test_cancel_right_after_a_local_launch_starts_no_queued_run(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, grid="  train.seed: [0, 1, 2]")
+    overrides = [f"root={tmp_path}", "cluster.torch_threads=1", "cluster.parallel=1"]
+    report = launch(spec, executor="local", overrides=overrides, out=io.StringIO())
+    worker = rundir.read_record(rundir.job_path(report.runs[-1].run_dir))["worker_pid"]  # the last run: not started yet
+    assert sorted(cancel(spec, "", overrides, out=io.StringIO())) == sorted(r.name for r in report.runs)
+    _wait_exited(worker)
+    for run in report.runs[1:]:  # the first may have started (then it was stopped); the others never start
+        job = rundir.read_record(rundir.job_path(run.run_dir))
+        assert job["cancelled"] and "pid" not in job, job
+        assert not (run.run_dir / "job.log").exists() and not (run.run_dir / "progress.json").exists()
+    table = io.StringIO()
+    states = status_table(spec, overrides, out=table)
+    assert {s.state for s in states.values()} == {"cancelled"} and "cancelled: 3" in table.getvalue()
+    relaunch = launch(spec, executor="local", overrides=overrides, dry_run=True, out=io.StringIO())
+    assert set(relaunch.actions.values()) == {"submit (cancelled)"}
+
+
+def test_status_without_the_launch_override_lists_the_launched_runs(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    report = launch(spec, executor="debug", overrides=[f"root={tmp_path}", "train.lr=2e-3"], out=io.StringIO())
+    table = io.StringIO()
+    states = status_table(spec, [f"root={tmp_path}"], out=table)
+    lines = table.getvalue().splitlines()
+    for run in report.runs:
+        assert states[run.signature].state == "done"
+        line = next(t for t in lines if run.signature in t)
+        assert line.startswith(run.name) and " done " in line and " 2/2 " in line, line
+    for run in expand(load_spec(spec, [f"root={tmp_path}"])):  # the spec's runs without the override
+        assert states[run.signature].state == "pending"
+    assert "done: 2  pending: 2" in table.getvalue()

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from llada_lightning import rundir
 from llada_lightning.sweep import launch, statuses, wait_for
-from llada_lightning.sweep.state import read_record, slurm_states
+from llada_lightning.sweep.state import slurm_states
 
 pytestmark = [pytest.mark.slurm, pytest.mark.usefixtures("slurm_cluster")]
 
@@ -78,7 +79,7 @@ def test_array_sweep_relaunch_resubmit_and_same_results_as_local(tmp_path: Path)
 def _wait_step(run_dir: Path, step: int, timeout: float) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
-        progress = read_record(run_dir, "progress.json") or {}
+        progress = rundir.read_record(rundir.progress_path(run_dir)) or {}
         if progress.get("step", 0) >= step:
             return
         time.sleep(0.5)
