@@ -157,9 +157,8 @@ def ar_log_likelihood(model: Model, prompt_ids: Tensor, answer_ids: Tensor) -> L
         raise ValueError("prompt_ids and answer_ids must be 1-D")
     if prompt_ids.numel() == 0 or answer_ids.numel() == 0:
         raise ValueError("ar_log_likelihood needs a non-empty prompt (e.g. a BOS token) and a non-empty answer")
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "causal", True) is False:
-        raise ValueError("ar_log_likelihood needs a causal model (config.causal=True); use log_likelihood")
+    if getattr(model, "causal", None) is False:  # a Transformer built for a bidirectional objective
+        raise ValueError("ar_log_likelihood needs a causal model (model.causal=True: an ARM); use log_likelihood")
     prompt_len = prompt_ids.numel()
     seq = torch.cat((prompt_ids.to(answer_ids.device), answer_ids))[None]
     logits = call_model(model, seq)[0, prompt_len - 1 : -1].double()  # position i-1 predicts token i

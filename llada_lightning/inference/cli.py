@@ -6,18 +6,12 @@ No torch at module level: `llada config` and `llada --help` stay fast.
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from llada_lightning.config.errors import ConfigError
 
-# Flags that only one kind of run understands (None = not given on the command line).
-LLADA_ONLY = {
-    "steps": "--steps",
-    "block_length": "--block-length",
-    "cfg_scale": "--cfg-scale",
-    "remasking": "--remasking",
-    "prompt_cache": "--prompt-cache",
-}
-ARM_ONLY = {"top_k": "--top-k", "top_p": "--top-p"}
+if TYPE_CHECKING:
+    from llada_lightning.inference.decoders import Decoder
 
 
 def _set_threads(threads: int | None) -> None:
@@ -29,21 +23,22 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _refuse_options_that_do_not_apply(args: argparse.Namespace, decoder: Decoder) -> None:
+    """ConfigError naming every given flag that the run's decoder does not read (None/False = not given)."""
+    wrong = decoder.options_that_do_not_apply
+    given = [flag for key, flag in wrong.items() if getattr(args, key) not in (None, False)]
+    if given:
+        use = "/".join(decoder.options.values())
+        raise ConfigError(f"{' '.join(given)} does not apply to {args.run_dir} ({decoder.label} run); use {use}")
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from llada_lightning.inference.generation import sample_text
     from llada_lightning.inference.loading import load_run
 
     _set_threads(args.threads)
     loaded = load_run(args.run_dir, device=args.device)
-    wrong = ARM_ONLY if not loaded.is_causal else LLADA_ONLY
-    given = [flag for key, flag in wrong.items() if getattr(args, key) not in (None, False)]
-    if given:
-        kind, use = (
-            ("a LLaDA", "--steps/--block-length/--cfg-scale/--remasking/--prompt-cache")
-            if not loaded.is_causal
-            else ("an ARM", "--top-k/--top-p")
-        )
-        raise ConfigError(f"{' '.join(given)} does not apply to {args.run_dir} ({kind} run); use {use}")
+    _refuse_options_that_do_not_apply(args, loaded.decoder)
     text = sample_text(
         loaded,
         args.prompt,
@@ -97,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gen-length", "--max-new-tokens", dest="gen_length", type=int, default=64, help="tokens to generate (64)"
     )
-    p.add_argument("--steps", type=int, default=None, help="LLaDA: denoising steps (default: --gen-length)")
+    p.add_argument("--steps", type=int, default=None, help="LLaDA: denoising steps (default and maximum: --gen-length)")
     p.add_argument(
         "--block-length",
         type=int,
@@ -133,7 +128,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mc-num", type=int, default=32, help="LLaDA: Monte Carlo draws per choice (32)")
     p.add_argument("--seed", type=int, default=0, help="LLaDA: seed of the Monte Carlo draws (0)")
     p.add_argument("--limit", type=int, default=None, help="only the first N examples")
-    p.add_argument("--max-length", type=int, default=None, help="left-truncate contexts to fit N tokens")
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="left-truncate contexts to fit N tokens (at most model.max_seq_len)",
+    )
     p.add_argument("--json", action="store_true", help="print the full result (per example too) as JSON")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (tiny models: 1 is often fastest)")

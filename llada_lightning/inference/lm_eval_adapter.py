@@ -8,7 +8,10 @@ Importing it registers the model, so in Python:
     import llada_lightning.inference.lm_eval_adapter  # noqa: F401  (registers "llada_lightning")
     lm_eval.simple_evaluate(model="llada_lightning", model_args="run_dir=runs/x,mc_num=64", tasks=[...])
 
-What each request type computes (the run's objective decides):
+On the command line use `python -m llada_lightning.inference.lm_eval_cli` with lm_eval's arguments (`lm_eval_cli.py`:
+the harness has no plugin entry points, so a plain `lm_eval --model llada_lightning` cannot find this model).
+
+What each request type computes (the run's decoder, chosen from its objective, decides):
 - `loglikelihood(context, continuation)` -> (log p, is_greedy). LLaDA: the Monte Carlo lower bound (`mc_num`
   draws, seeded by `seed` and the request text, so a request always gets the same value); is_greedy: LLaDA's
   `suffix_greedy_prediction` check (all answer tokens masked, greedy decoding one token per step reproduces the
@@ -19,13 +22,16 @@ What each request type computes (the run's objective decides):
 - `generate_until(context, gen_kwargs)`: LLaDA `generate` with the model args `gen_length`, `steps`,
   `block_length`, `remasking`, `cfg_scale` (LLaDA's own harness wrapper also ignores `max_gen_toks`); ARM
   `generate_ar` with `max_gen_toks` (default `gen_length`), `top_k`, `top_p`. `temperature` / `do_sample` from
-  gen_kwargs override the model arg. The text is cut at the end-of-text token and at the first `until` string.
+  gen_kwargs override the model arg. The context is left-truncated to `max_length` tokens and so that it and the
+  generated tokens fit in `model.max_seq_len`. The text is cut at the end-of-text token and at the first `until`
+  string.
 
 Requests are processed one at a time (`batch_size` is accepted for the harness's sake and not used).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 try:
@@ -37,6 +43,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or pip install 'lm-eval>=0.4')"
     ) from exc
 
+from llada_lightning.config.errors import ConfigError
+from llada_lightning.inference.decoders import SamplingOptions
 from llada_lightning.inference.generation import generate_ids
 from llada_lightning.inference.loading import load_run
 from llada_lightning.inference.scoring import (
@@ -58,6 +66,20 @@ def _opt(value: Any, kind: type) -> Any:
     if kind is bool and isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes")
     return kind(value)
+
+
+def available_device(device: str | None) -> str:
+    """`device` (default cpu), or cpu when it names a CUDA device this machine lacks: lm-eval's command line
+    passes `cuda:0` unless told `--device`, and its own HFLM falls back to the CPU the same way."""
+    import torch
+
+    if device is None:
+        return "cpu"
+    wanted = torch.device(device)
+    if wanted.type == "cuda" and (not torch.cuda.is_available() or (wanted.index or 0) >= torch.cuda.device_count()):
+        logging.getLogger(__name__).warning("device %s is not available: using cpu", device)
+        return "cpu"
+    return device
 
 
 @register_model(MODEL_NAME)
@@ -86,13 +108,18 @@ class LLaDALightningLM(LM):
         max_batch_size: Any = None,
     ) -> None:
         super().__init__()
-        self.run = load_run(run_dir, device=_opt(device, str) or "cpu")
+        self.run = load_run(run_dir, device=available_device(_opt(device, str)))
         self._device = self.run.device
         self.mc_num = _opt(mc_num, int)
         self.mc_batch_size = _opt(mc_batch_size, int)
         self.cfg_scale = _opt(cfg_scale, float)
         self.check_greedy = _opt(check_greedy, bool)
         self.max_length = _opt(max_length, int) or self.run.max_length
+        if self.max_length > self.run.max_seq_len:
+            raise ConfigError(
+                f"max_length={self.max_length} exceeds the model's context (model.max_seq_len="
+                f"{self.run.max_seq_len}); pass max_length={self.run.max_seq_len} or less"
+            )
         self.gen_length = _opt(gen_length, int)
         self.steps = _opt(steps, int)
         self.block_length = _opt(block_length, int)
@@ -102,6 +129,8 @@ class LLaDALightningLM(LM):
         self.top_k = _opt(top_k, int)
         self.top_p = _opt(top_p, float)
         self.seed = _opt(seed, int)
+        # the generation model args fail here, not at the first generate_until request
+        self.run.decoder.check(SamplingOptions(self.gen_length, self.steps, self.block_length))
 
     @property
     def tokenizer_name(self) -> str:
@@ -114,7 +143,7 @@ class LLaDALightningLM(LM):
             context, continuation = req.args[0], req.args[1]
             prompt, answer = encode_pair(self.run, context, continuation)
             prompt = fit_context(prompt, answer, self.max_length)
-            gen = None if self.run.is_causal else request_generator(self.run, self.seed, context, continuation)
+            gen = self.run.decoder.likelihood_generator(self.run.device, self.seed, context, continuation)
             ll = continuation_loglik(
                 self.run,
                 prompt,
@@ -126,7 +155,7 @@ class LLaDALightningLM(LM):
             ).mean
             greedy = (
                 is_greedy(self.run, prompt, answer, cfg_scale=self.cfg_scale)
-                if self.check_greedy or self.run.is_causal
+                if self.check_greedy or self.run.decoder.cheap_greedy_check
                 else False
             )
             out.append((ll, greedy))
@@ -159,10 +188,8 @@ class LLaDALightningLM(LM):
             temperature = float(gen_kwargs.get("temperature", self.temperature))
             if gen_kwargs.get("do_sample") is False:
                 temperature = 0.0
-            length = self.gen_length
-            if self.run.is_causal and gen_kwargs.get("max_gen_toks") is not None:
-                length = int(gen_kwargs["max_gen_toks"])
-            prompt = self.run.encode(context)[-self.max_length :]
+            length = self.run.decoder.generation_length(self.gen_length, gen_kwargs.get("max_gen_toks"))
+            prompt = fit_generation_context(self.run.encode(context), self.max_length, self.run.max_seq_len - length)
             ids = generate_ids(
                 self.run,
                 prompt,
@@ -173,8 +200,8 @@ class LLaDALightningLM(LM):
                 cfg_scale=self.cfg_scale,
                 remasking=self.remasking,
                 prompt_cache=self.prompt_cache,
-                top_k=gen_kwargs.get("top_k", self.top_k) if self.run.is_causal else None,
-                top_p=gen_kwargs.get("top_p", self.top_p) if self.run.is_causal else None,
+                top_k=gen_kwargs.get("top_k", self.top_k),  # read by the ARM decoder only
+                top_p=gen_kwargs.get("top_p", self.top_p),
                 seed=request_generator(self.run, self.seed, context).initial_seed(),
                 stop_at_eos=True,
             )
@@ -182,6 +209,13 @@ class LLaDALightningLM(LM):
             out.append(text)
             self.cache_hook.add_partial("generate_until", (context, req.args[1]), text)
         return out
+
+
+def fit_generation_context(prompt: list[int], max_length: int, room: int) -> list[int]:
+    """The last `max_length` prompt tokens, fewer when only `room` positions are left before `model.max_seq_len`
+    (as lm-eval's HFLM keeps max_length - max_gen_toks); with no room left at all generate_ids reports it."""
+    keep = min(max_length, room)
+    return prompt[-keep:] if keep > 0 else prompt
 
 
 def truncate_at(text: str, until: list[str]) -> str:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from llada_lightning.config.schema import RunConfig
+    from llada_lightning.inference.decoders import Decoder
     from llada_lightning.models import Transformer
 
 CONFIG = "config.yaml"
@@ -39,13 +40,18 @@ class LoadedRun:
     eos_id: int
     mask_id: int
     objective: str  # "llada" or "arm"
-    is_causal: bool
+    decoder: Decoder  # how this run samples and scores (chosen from the objective by `decoders.decoder_for`)
     device: torch.device
 
     @property
     def max_length(self) -> int:
         """The context the model was trained on (`data.seq_len`): scoring windows default to it."""
         return int(self.cfg.data.seq_len)
+
+    @property
+    def max_seq_len(self) -> int:
+        """The longest sequence the model takes (`model.max_seq_len`): prompt + generated tokens must fit."""
+        return int(self.cfg.model.max_seq_len)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text).ids)
@@ -60,6 +66,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
 
     from llada_lightning.config.compose import load_run_config
     from llada_lightning.data.tokenizer import eos_id, load_tokenizer
+    from llada_lightning.inference.decoders import decoder_for
     from llada_lightning.models import build_model
 
     root = Path(run_dir).expanduser()
@@ -79,7 +86,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
             "or wait for its first checkpoint (train.ckpt_every_n_steps)"
         )
     tok_path = _tokenizer_path(root, cfg)
-    tokenizer = load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path, what=str(tok_path), fix="restore the tokenizer.json this run was trained with")
     try:
         eos = eos_id(tokenizer, cfg.data.eos_token)
     except ValueError as exc:
@@ -90,12 +97,13 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
             f"{cfg.model.vocab_size} outputs; restore the tokenizer.json this run was trained with"
         )
 
+    if ckpt_path.stat().st_size == 0:
+        raise ConfigError(f"{ckpt_path}: empty file (0 bytes), not a checkpoint; restore it or retrain the run")
     try:
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
     except Exception as exc:  # unpickling errors of many kinds: report the file, not a traceback
-        raise ConfigError(
-            f"{ckpt_path}: not a readable checkpoint ({str(exc).splitlines()[0][:200]}); restore it or retrain the run"
-        ) from exc
+        detail = _first_line(exc).split(". ")[0]  # torch's messages go on with advice on many sentences
+        raise ConfigError(f"{ckpt_path}: not a readable checkpoint ({detail}); restore it or retrain the run") from exc
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ConfigError(f"{ckpt_path}: not a Lightning checkpoint (no state_dict); pass one written by `llada train`")
     _check_hyper_parameters(ckpt, cfg, ckpt_path, config_path)
@@ -121,9 +129,15 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         eos_id=eos,
         mask_id=cfg.model.mask_id,
         objective=cfg.objective.name,
-        is_causal=bool(cfg.model.causal),
+        decoder=decoder_for(cfg.objective.name, cfg.model.mask_id),
         device=torch.device(device),
     )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (at most 200 characters), or its type when it has none."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def _tokenizer_path(root: Path, cfg: RunConfig) -> Path:

@@ -83,26 +83,29 @@ def evaluate_multiple_choice(
 
     Returns a JSON-ready dict: `acc`, `acc_norm` (normalisation: per answer token), `num_examples`, how the
     log-likelihood was computed (`estimator`, `mc_num`, `seed`), and per example the choices' summed
-    log-likelihoods, token counts, Monte Carlo standard errors and both predictions. `max_length`: contexts
-    are left-truncated so context + choice fit (default: none; the model has no hard length limit).
+    log-likelihoods, token counts, Monte Carlo standard errors and both predictions. `max_length` (at most
+    `model.max_seq_len`): contexts are left-truncated so context + choice fit (default: none). Every context +
+    choice must fit in `model.max_seq_len`: checked for all examples before any is scored (ConfigError).
     """
-    from llada_lightning.inference.scoring import continuation_loglik, encode_pair, fit_context, request_generator
+    from llada_lightning.inference.scoring import continuation_loglik
 
     if mc_num < 1:
         raise ConfigError(f"--mc-num {mc_num}: must be >= 1")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit {limit}: must be >= 1 (or leave it out for the whole task)")
+    if max_length is not None and max_length > loaded.max_seq_len:
+        raise ConfigError(
+            f"--max-length {max_length} exceeds the model's context (model.max_seq_len={loaded.max_seq_len}); "
+            f"pass --max-length {loaded.max_seq_len} or less"
+        )
     examples = read_task(path)[:limit]
+    encoded = [_encode_example(loaded, path, ex, max_length) for ex in examples]  # every example fits, or fail now
+    decoder = loaded.decoder
     rows = []
-    for ex in examples:
+    for ex, pairs in zip(examples, encoded, strict=True):
         lls, stderrs, lengths = [], [], []
-        for choice in ex.choices:
-            try:
-                prompt, answer = encode_pair(loaded, ex.context, choice)
-            except ValueError as exc:
-                raise ConfigError(f"{path} line {ex.line}: {exc}") from exc
-            prompt = fit_context(prompt, answer, max_length)
-            gen = None if loaded.is_causal else request_generator(loaded, seed, ex.context, choice)
+        for choice, (prompt, answer) in zip(ex.choices, pairs, strict=True):
+            gen = decoder.likelihood_generator(loaded.device, seed, ex.context, choice)
             ll = continuation_loglik(loaded, prompt, answer, mc_num=mc_num, mc_batch_size=mc_batch_size, generator=gen)
             lls.append(ll.mean)
             stderrs.append(None if math.isnan(ll.stderr) else ll.stderr)
@@ -121,7 +124,7 @@ def evaluate_multiple_choice(
             }
         )
     n = len(rows)
-    exact = loaded.is_causal
+    exact = decoder.exact
     return {
         "task": str(path),
         "run_dir": str(loaded.run_dir),
@@ -131,11 +134,46 @@ def evaluate_multiple_choice(
         "acc": sum(r["pred"] == r["gold"] for r in rows) / n,
         "acc_norm": sum(r["pred_norm"] == r["gold"] for r in rows) / n,
         "normalisation": NORMALISATION,
-        "estimator": "exact" if exact else "monte_carlo_lower_bound",
+        "estimator": decoder.estimator,
         "mc_num": None if exact else mc_num,
         "seed": None if exact else seed,
         "examples": rows,
     }
+
+
+def _encode_example(
+    loaded: LoadedRun, path: str | Path, ex: Example, max_length: int | None
+) -> list[tuple[list[int], list[int]]]:
+    """(prompt, answer) ids of each choice, contexts left-truncated to `max_length`; ConfigError naming the line
+    when a choice encodes to nothing or context + choice do not fit in `model.max_seq_len`."""
+    from llada_lightning.inference.scoring import encode_pair, fit_context
+
+    pairs = []
+    for number, choice in enumerate(ex.choices):
+        try:
+            prompt, answer = encode_pair(loaded, ex.context, choice)
+        except ValueError as exc:
+            raise ConfigError(f"{path} line {ex.line}: {exc}") from exc
+        prompt = fit_context(prompt, answer, max_length)
+        _check_fits(loaded.max_seq_len, len(prompt), len(answer), f"{path} line {ex.line} choice {number}")
+        pairs.append((prompt, answer))
+    return pairs
+
+
+def _check_fits(max_seq_len: int, prompt_tokens: int, answer_tokens: int, where: str) -> None:
+    """ConfigError unless context + choice fit in the model's context; the fix: --max-length, or a shorter choice."""
+    total = prompt_tokens + answer_tokens
+    if total <= max_seq_len:
+        return
+    fix = (
+        f"pass --max-length {max_seq_len} to left-truncate contexts"
+        if answer_tokens < max_seq_len
+        else f"the choice alone is {answer_tokens} tokens: shorten it"
+    )
+    raise ConfigError(
+        f"{where}: context {prompt_tokens} + choice {answer_tokens} = {total} tokens exceed the model's context "
+        f"(model.max_seq_len={max_seq_len}); {fix}"
+    )
 
 
 def _argmax(values: list[float]) -> int:

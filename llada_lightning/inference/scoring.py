@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -51,14 +50,10 @@ def fit_context(prompt: list[int], answer: list[int], max_length: int | None) ->
 
 
 def request_generator(loaded: LoadedRun, seed: int, *texts: str) -> torch.Generator:
-    """A generator seeded by `seed` and the request's text: the same request always gets the same draws,
-    whatever its position in a batch or task (stable across processes: crc32, not Python's hash)."""
-    import torch
+    """A generator seeded by `seed` and the request's text (`decoders.request_generator` on the run's device)."""
+    from llada_lightning.inference.decoders import request_generator as seeded
 
-    digest = zlib.crc32("\x00".join(texts).encode("utf-8"))
-    gen = torch.Generator(device=loaded.device)
-    gen.manual_seed((int(seed) * 0x9E3779B1 + digest) % (2**63))
-    return gen
+    return seeded(loaded.device, seed, *texts)
 
 
 def continuation_loglik(
@@ -71,24 +66,14 @@ def continuation_loglik(
     cfg_scale: float = 0.0,
     generator: torch.Generator | None = None,
 ) -> LogLikelihood:
-    """log p(answer | prompt) in nats, summed over the answer tokens (LLaDA: MC lower bound; ARM: exact)."""
+    """log p(answer | prompt) in nats, summed over the answer tokens (`loaded.decoder`: LLaDA MC lower bound;
+    ARM exact)."""
     import torch
-
-    from llada_lightning.likelihood import ar_log_likelihood, log_likelihood
 
     p = torch.tensor(list(prompt), dtype=torch.long, device=loaded.device)
     a = torch.tensor(list(answer), dtype=torch.long, device=loaded.device)
-    if loaded.is_causal:
-        return ar_log_likelihood(loaded.model, p, a)
-    return log_likelihood(
-        loaded.model,
-        p,
-        a,
-        mc_num=mc_num,
-        batch_size=min(mc_batch_size, mc_num),
-        mask_id=loaded.mask_id,
-        cfg_scale=cfg_scale,
-        generator=generator,
+    return loaded.decoder.loglikelihood(
+        loaded.model, p, a, mc_num=mc_num, mc_batch_size=mc_batch_size, cfg_scale=cfg_scale, generator=generator
     )
 
 
@@ -97,26 +82,10 @@ def is_greedy(loaded: LoadedRun, prompt: Sequence[int], answer: Sequence[int], *
     with the same classifier-free guidance `cfg_scale` as its likelihood (as `suffix_greedy_prediction`)."""
     import torch
 
-    from llada_lightning.sampling import call_model, generate
-
     p = torch.tensor(list(prompt), dtype=torch.long, device=loaded.device)
     a = torch.tensor(list(answer), dtype=torch.long, device=loaded.device)
     with torch.no_grad():
-        if loaded.is_causal:
-            logits = call_model(loaded.model, torch.cat((p, a))[None])[0, p.numel() - 1 : -1]
-            return bool((logits.argmax(dim=-1) == a).all())
-        n = a.numel()
-        out = generate(
-            loaded.model,
-            p[None],
-            gen_length=n,
-            steps=n,
-            block_length=n,
-            temperature=0.0,
-            cfg_scale=cfg_scale,
-            mask_id=loaded.mask_id,
-        )
-    return bool((out[0, p.numel() :] == a).all())
+        return loaded.decoder.is_greedy(loaded.model, p, a, cfg_scale=cfg_scale)
 
 
 def rolling_windows(tokens: Sequence[int], prefix_id: int, max_length: int) -> list[tuple[list[int], list[int]]]:
@@ -151,7 +120,7 @@ def rolling_loglik(
     tokens = loaded.encode(text)
     total = 0.0
     for i, (context, piece) in enumerate(rolling_windows(tokens, loaded.eos_id, max_length)):
-        gen = None if loaded.is_causal else request_generator(loaded, seed, text, str(i))
+        gen = loaded.decoder.likelihood_generator(loaded.device, seed, text, str(i))
         total += continuation_loglik(
             loaded, context, piece, mc_num=mc_num, mc_batch_size=mc_batch_size, generator=gen
         ).mean

@@ -64,7 +64,7 @@ def generate_ar(
     """Sample up to `max_new_tokens` tokens after each (left-padded) prompt from a causal model.
 
     Args:
-        model: a causal `Transformer` (`config.causal=True`; a bidirectional one raises ValueError) or any
+        model: a causal `Transformer` (`model.causal` True; a bidirectional one raises ValueError) or any
             callable `(input_ids, attention_mask) -> logits` (the mask passed as `common.mask_passing` says).
         prompt_ids, attention_mask: [B, P] (or [P]), left-padded when a mask is given.
         temperature: 0 = greedy; top_k / top_p: optional filters (top_k=1 is greedy).
@@ -78,9 +78,8 @@ def generate_ar(
     """
     prompt_ids, prompt_mask = check_prompt(prompt_ids, attention_mask)
     _check_args(max_new_tokens, temperature, top_k, top_p)
-    config = getattr(model, "config", None)
-    if config is not None and getattr(config, "causal", True) is False:
-        raise ValueError("generate_ar needs a causal model (config.causal=True); use generate() for LLaDA")
+    if getattr(model, "causal", None) is False:  # a Transformer built for a bidirectional objective
+        raise ValueError("generate_ar needs a causal model (model.causal=True: an ARM); use generate() for LLaDA")
     has_cache = callable(getattr(model, "new_kv_cache", None))
     if use_cache and not has_cache:
         raise ValueError(f"use_cache=True needs a model with `new_kv_cache()`; got {type(model).__name__}")

@@ -31,3 +31,23 @@ def next_line_task(path: Path, n: int = 8, num_choices: int = 3, seed: int = 0) 
             choices.insert(gold, lines[i + 1])
             f.write(json.dumps({"context": lines[i] + "\n", "choices": choices, "gold": gold}) + "\n")
     return path
+
+
+def local_mc_task_dir(root: Path, data: Path, name: str = "llada_local_mc") -> Path:
+    """A directory holding one lm-eval task YAML `name`: multiple choice over the JSONL `data` (no hub access)."""
+    tasks = root / "tasks"
+    tasks.mkdir()
+    spec = {
+        "task": name,
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(data)}, "cache_dir": str(root / "hf")},
+        "test_split": "test",
+        "output_type": "multiple_choice",
+        "doc_to_text": "{{context}}",
+        "doc_to_choice": "{{choices}}",
+        "doc_to_target": "{{gold}}",
+        "target_delimiter": "",
+        "metric_list": [{"metric": "acc", "aggregation": "mean", "higher_is_better": True}],
+    }
+    (tasks / f"{name}.yaml").write_text(json.dumps(spec))  # JSON is YAML: no quoting surprises
+    return tasks

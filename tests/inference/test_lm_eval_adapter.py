@@ -17,7 +17,14 @@ lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip i
 from lm_eval.api.instance import Instance  # noqa: E402
 from lm_eval.api.registry import get_model  # noqa: E402
 
-from llada_lightning.inference.lm_eval_adapter import LLaDALightningLM, truncate_at  # noqa: E402
+from llada_lightning.config.errors import ConfigError  # noqa: E402
+from llada_lightning.inference.generation import generate_ids  # noqa: E402
+from llada_lightning.inference.lm_eval_adapter import (  # noqa: E402
+    LLaDALightningLM,
+    available_device,
+    fit_generation_context,
+    truncate_at,
+)
 from llada_lightning.inference.multiple_choice import evaluate_multiple_choice  # noqa: E402
 from llada_lightning.sampling import generate  # noqa: E402
 
@@ -124,6 +131,43 @@ def test_generate_until_truncates_at_the_stop_strings(llada_lm, arm_lm):
         assert cut == full[: full.index(stop)] and stop not in cut
     (short,) = arm_lm.generate_until(_requests("generate_until", [(PROMPT, {"until": [], "max_gen_toks": 2})]))
     assert full.startswith(short) and len(short) < len(full)
+
+
+def test_max_length_beyond_the_model_context_is_refused(arm_run_dir, arm_run):
+    limit = arm_run.max_seq_len
+    with pytest.raises(ConfigError, match=rf"max_length={limit + 1} exceeds .*model.max_seq_len={limit}"):
+        LLaDALightningLM.create_from_arg_string(f"run_dir={arm_run_dir},max_length={limit + 1}")
+
+
+def test_llada_steps_beyond_gen_length_fail_at_construction(llada_run_dir):
+    with pytest.raises(ConfigError, match=r"steps=16 is more than gen_length=8 .*--steps 8 or fewer"):
+        LLaDALightningLM.create_from_arg_string(f"run_dir={llada_run_dir},gen_length=8,steps=16")
+
+
+def test_generation_context_leaves_room_for_the_generated_tokens():
+    prompt = list(range(100))
+    assert fit_generation_context(prompt, 32, 500) == prompt[-32:]  # max_length binds
+    assert fit_generation_context(prompt, 32, 10) == prompt[-10:]  # max_seq_len - generated tokens binds
+    assert fit_generation_context(prompt, 200, 500) == prompt
+
+
+def test_generate_until_fits_a_long_context_into_the_model(arm_lm):
+    """A context longer than model.max_seq_len - gen_length is left-truncated, as lm-eval's HFLM does."""
+    run = arm_lm.run
+    context = "To be, or not to be, that is the question. " * 200
+    long_lm = LLaDALightningLM.create_from_arg_string(
+        f"run_dir={run.run_dir},gen_length=8,max_length={run.max_seq_len}"
+    )
+    (text,) = long_lm.generate_until(_requests("generate_until", [(context, {"until": []})]))
+    ids = generate_ids(run, run.encode(context)[-(run.max_seq_len - 8) :], gen_length=8, seed=None, temperature=0.0)
+    assert text == run.decode(ids)
+
+
+def test_a_cuda_device_this_machine_lacks_falls_back_to_the_cpu(monkeypatch):
+    """lm-eval's command line passes device=cuda:0 unless told otherwise (HFLM falls back the same way)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert available_device("cuda:0") == "cpu" and available_device("cuda") == "cpu"
+    assert available_device(None) == "cpu" and available_device("cpu") == "cpu"
 
 
 def test_truncate_at():

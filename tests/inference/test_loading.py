@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from llada_lightning.cli import main
 from llada_lightning.config.compose import load_run_config, to_yaml
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.inference.decoders import AutoregressiveDecoder, DiffusionDecoder
 from llada_lightning.inference.loading import load_run
 
 
@@ -27,7 +29,8 @@ def _copy(run_dir: Path, dest: Path, *, checkpoint: bool = True, tokenizer: bool
 
 def test_llada_run_loads_the_checkpoint_weights(llada_run, llada_run_dir):
     ckpt = torch.load(llada_run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert llada_run.objective == "llada" and not llada_run.is_causal
+    assert llada_run.objective == "llada" and isinstance(llada_run.decoder, DiffusionDecoder)
+    assert llada_run.model.causal is False and llada_run.decoder.mask_id == llada_run.mask_id
     assert llada_run.mask_id == llada_run.cfg.model.vocab_size  # reserved id outside the vocabulary
     assert llada_run.eos_id == llada_run.tokenizer.token_to_id("<|endoftext|>")
     assert not llada_run.model.training
@@ -37,7 +40,8 @@ def test_llada_run_loads_the_checkpoint_weights(llada_run, llada_run_dir):
 
 
 def test_arm_run_is_causal(arm_run):
-    assert arm_run.objective == "arm" and arm_run.is_causal and arm_run.model.config.causal
+    assert arm_run.objective == "arm" and isinstance(arm_run.decoder, AutoregressiveDecoder)
+    assert arm_run.model.causal is True
     assert arm_run.max_length == 32
 
 
@@ -68,6 +72,21 @@ def test_unreadable_checkpoint(llada_run_dir, tmp_path):
     (run / "checkpoints" / "last.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="not a readable checkpoint"):
         load_run(run)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"last.ckpt: empty file \(0 bytes\), not a checkpoint"),
+        (b"\x80\x02", r"not a readable checkpoint \(EOFError\)"),
+    ],
+)
+def test_empty_or_truncated_checkpoint_is_one_line_from_the_cli(llada_run_dir, tmp_path, capsys, content, message):
+    run = _copy(llada_run_dir, tmp_path / "run")
+    (run / "checkpoints" / "last.ckpt").write_bytes(content)  # b"\x80\x02": torch raises EOFError("")
+    assert main(["sample", str(run), "--prompt", "x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llada: config error: ") and err.count("\n") == 1 and re.search(message, err), err
 
 
 def _edit_config(run: Path, **model_fields) -> None:

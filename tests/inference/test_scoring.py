@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 
+from llada_lightning.inference.decoders import DiffusionDecoder
 from llada_lightning.inference.scoring import encode_pair, fit_context, is_greedy, rolling_loglik, rolling_windows
 from llada_lightning.likelihood import ar_log_likelihood
 from llada_lightning.sampling import generate, generate_ar
@@ -102,7 +103,7 @@ def test_is_greedy_llada_decodes_with_the_guidance_of_its_likelihood():
         logits[..., 1] = 0.0
         return logits
 
-    loaded = types.SimpleNamespace(model=model, is_causal=False, device="cpu", mask_id=mask_id)
+    loaded = types.SimpleNamespace(model=model, decoder=DiffusionDecoder(mask_id), device="cpu", mask_id=mask_id)
     assert is_greedy(loaded, prompt, [0, 0, 0]) and not is_greedy(loaded, prompt, [1, 1, 1])
     assert is_greedy(loaded, prompt, [1, 1, 1], cfg_scale=1.0) and not is_greedy(
         loaded, prompt, [0, 0, 0], cfg_scale=1.0
@@ -125,6 +126,6 @@ def test_is_greedy_llada_commits_one_token_per_step_most_confident_first():
         logits[:, 3, 3] = 5.0  # p = e^5 / (e^5 + 8) = 0.95
         return logits
 
-    loaded = types.SimpleNamespace(model=model, is_causal=False, device="cpu", mask_id=mask_id)
+    loaded = types.SimpleNamespace(model=model, decoder=DiffusionDecoder(mask_id), device="cpu", mask_id=mask_id)
     assert is_greedy(loaded, prompt, [5, 3]), "one token per step, most confident first, decodes [5, 3]"
     assert not is_greedy(loaded, prompt, [4, 3])

@@ -10,6 +10,7 @@ import torch
 from inference_tasks import next_line_task
 
 from llada_lightning.cli import main
+from llada_lightning.inference.scoring import encode_pair
 from llada_lightning.sampling import generate, generate_ar
 
 PROMPT = "ROMEO.\nWhat light"
@@ -68,12 +69,50 @@ def test_empty_prompt_starts_a_document(capsys, arm_run_dir):
         ("arm", ["--steps", "4", "--prompt-cache"], "--steps --prompt-cache does not apply .*an ARM run"),
         ("llada", ["--gen-length", "30", "--block-length", "7"], "divisible by block_length=7"),
         ("arm", ["--gen-length", "0"], "gen_length=0"),
+        (
+            "llada",
+            ["--gen-length", "16", "--steps", "32"],
+            r"steps=32 is more than gen_length=16 .*--steps 16 or fewer$",
+        ),
+        (
+            "llada",
+            ["--gen-length", "16", "--steps", "32", "--block-length", "8"],
+            r"--steps 16 or fewer, a multiple of gen_length/block_length=16/8=2$",
+        ),
     ],
 )
 def test_sample_flag_errors_exit_2(capsys, llada_run_dir, arm_run_dir, run, flags, message):
     run_dir = llada_run_dir if run == "llada" else arm_run_dir
     code, _, err = _run(capsys, "sample", run_dir, "--prompt", "x", *flags)
-    assert code == 2 and re.search(message, err), err
+    assert code == 2 and re.search(message, err.strip()) and err.count("\n") == 1, err
+
+
+def _no_sampling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the sampler ran although the settings were invalid")
+
+    monkeypatch.setattr("llada_lightning.sampling.generate", refuse)
+    monkeypatch.setattr("llada_lightning.sampling.generate_ar", refuse)
+
+
+@pytest.mark.parametrize("objective", ["llada", "arm"])
+def test_sample_refuses_more_tokens_than_the_context_before_sampling(
+    capsys, monkeypatch, llada_run, arm_run, llada_run_dir, arm_run_dir, objective
+):
+    loaded, run_dir = (llada_run, llada_run_dir) if objective == "llada" else (arm_run, arm_run_dir)
+    _no_sampling(monkeypatch)
+    limit = loaded.max_seq_len
+    long_prompt = "To be, or not to be, that is the question. " * 200
+    n = len(loaded.encode(long_prompt))
+    assert n + 16 > limit
+    code, out, err = _run(capsys, "sample", run_dir, "--prompt", long_prompt, "--gen-length", 16)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"the prompt ({n} tokens) + --gen-length 16 = {n + 16} tokens exceed" in err
+    assert f"(model.max_seq_len={limit}); shorten --prompt or lower --gen-length" in err
+
+    n = len(loaded.encode(PROMPT))
+    code, _, err = _run(capsys, "sample", run_dir, "--prompt", PROMPT, "--gen-length", limit)
+    assert code == 2 and f"the prompt ({n} tokens) + --gen-length {limit} = {n + limit} tokens exceed" in err
 
 
 @pytest.mark.parametrize("objective", ["llada", "arm"])
@@ -104,3 +143,31 @@ def test_eval_malformed_task_exits_2_with_the_line(capsys, tmp_path, llada_run_d
 
     code, _, err = _run(capsys, "eval", llada_run_dir, "--task", tmp_path / "missing.jsonl")
     assert code == 2 and "no such file" in err
+
+
+def test_eval_refuses_a_context_beyond_the_model_context_before_scoring(
+    capsys, monkeypatch, tmp_path, arm_run, arm_run_dir
+):
+    limit = arm_run.max_seq_len
+    context = "To be, or not to be, that is the question. " * 200
+    task = tmp_path / "long.jsonl"
+    lines = [{"context": "Good morrow,", "choices": [" sir", " madam"], "gold": 0}]
+    lines.append({"context": context, "choices": [" sir", " madam"], "gold": 1})
+    task.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with monkeypatch.context() as patch:  # nothing is scored: every example is checked first
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("scored before every example was checked")
+
+        patch.setattr("llada_lightning.inference.scoring.continuation_loglik", refuse)
+        code, out, err = _run(capsys, "eval", arm_run_dir, "--task", task)
+    n, a = (len(ids) for ids in encode_pair(arm_run, context, " sir"))
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert f"{task} line 2 choice 0: context {n} + choice {a} = {n + a} tokens exceed the model's context" in err
+    assert f"(model.max_seq_len={limit}); pass --max-length {limit} to left-truncate contexts" in err
+
+    code, out, _ = _run(capsys, "eval", arm_run_dir, "--task", task, "--max-length", limit)
+    assert code == 0 and f"{task}: 2 examples" in out
+
+    code, _, err = _run(capsys, "eval", arm_run_dir, "--task", task, "--max-length", limit + 1)
+    assert code == 2 and f"--max-length {limit + 1} exceeds the model's context (model.max_seq_len={limit})" in err
