@@ -1,4 +1,4 @@
-"""The `llada` command line: train, demo, config, ladder, sweep, scaling, study, sample, eval."""
+"""The `llada` command line: train, demo, config, ladder, runs, sweep, scaling, study, sample, eval."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from llada_lightning import __version__
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.rundir import RunDirBusy
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -55,6 +58,34 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from llada_lightning.rundir import find_run_dirs, summarize
+
+    root = Path(args.root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: no such directory; give the root of your runs (default: runs)")
+    rows = [summarize(d) for d in find_run_dirs(root)]
+    if not rows:
+        print(f"no runs under {root} (a run directory holds config.yaml or result.json)")
+        return 0
+    width = max(len("run"), *(len(str(r.run_dir.relative_to(root)) or ".") for r in rows))
+    print(
+        f"{'run':<{width}}  {'status':<11} {'objective':<9} {'model':<12} {'steps':>11} {'N':>10} "
+        f"{'tokens':>10} {'FLOPs':>9} {'conv':<4} {'val_loss':>8}"
+    )
+    for r in rows:
+        name = str(r.run_dir.relative_to(root)) or "."
+        print(
+            f"{name:<{width}}  {r.status:<11} {r.objective:<9} {r.model:<12} {r.steps:>11} {_fmt(r.N, ',d'):>10} "
+            f"{_fmt(r.tokens, '.3g'):>10} {_fmt(r.flops, '.3g'):>9} {r.convention:<4} {_fmt(r.loss, '.4f'):>8}"
+        )
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from llada_lightning.demo import run_demo
 
@@ -78,7 +109,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     elif args.sweep_command == "status":
         sweep.status_table(args.spec, args.overrides)
     elif args.sweep_command == "cancel":
-        sweep.cancel(args.spec, args.filter or "", args.overrides)
+        from llada_lightning.sweep.launch import split_cancel_args
+
+        pattern, overrides = split_cancel_args(args.filter, args.overrides)
+        sweep.cancel(args.spec, pattern, overrides)
     elif args.sweep_command == "logs":
         sweep.logs(args.run, root=args.root, lines=args.lines)
     return 0
@@ -86,6 +120,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llada", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llada-lightning {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one run (resumes if its run directory has a checkpoint)")
     p.add_argument("overrides", nargs="*", help="group choices (model=cpu-1m) and key=value overrides")
@@ -101,17 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_sub = p.add_subparsers(dest="sweep_command", required=True)
     q = sweep_sub.add_parser("launch", help="submit the runs that are neither done nor queued/running")
     q.add_argument("spec", help="a sweep spec: path, or name in configs/sweep/")
-    q.add_argument("--executor", choices=["slurm", "local", "debug"], default=None)
+    q.add_argument("--executor", default=None, help="slurm, local or debug (default: the cluster config's)")
     q.add_argument("--dry-run", action="store_true", help="print each run, its action and the total compute")
     q.add_argument("--wait", action="store_true", help="block until every submitted run has finished")
     q.add_argument("overrides", nargs="*", help="overrides for every run; name=/root=/cluster= for the sweep")
     q = sweep_sub.add_parser("status", help="a table of every run: state, step, latest val loss, job, log")
     q.add_argument("spec")
     q.add_argument("overrides", nargs="*")
-    q = sweep_sub.add_parser("cancel", help="cancel active runs whose name or signature contains FILTER")
+    q = sweep_sub.add_parser("cancel", help="cancel the queued and running runs (those matching --filter)")
     q.add_argument("spec")
-    q.add_argument("filter", nargs="?", default="")
-    q.add_argument("overrides", nargs="*")
+    q.add_argument("--filter", default=None, metavar="PATTERN", help="only runs whose name or signature has it")
+    q.add_argument("overrides", nargs="*", help="name=/root= of the sweep, launch overrides; a bare word: --filter")
     q = sweep_sub.add_parser("logs", help="the log of one run (directory, signature or name)")
     q.add_argument("run")
     q.add_argument("--root", default="runs/sweeps")
@@ -122,6 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_inference(sub)
     register_scaling(sub)
+    p = sub.add_parser(
+        "runs", help="a table of the run directories under ROOT: status, objective, N, tokens, FLOPs, loss"
+    )
+    p.add_argument("root", nargs="?", default="runs", help="where to look (default: runs)")
+    p.set_defaults(func=_cmd_runs)
     p = sub.add_parser("demo", help="train a tiny LLaDA and a tiny ARM on the embedded corpus, print both losses")
     p.add_argument("overrides", nargs="*", help="extra overrides applied to both runs")
     p.add_argument("--runs-root", default="runs/demo")
@@ -129,22 +170,90 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def _dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """Parse `argv` and run its command; returns the command's exit code."""
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides may follow options (`sweep launch SPEC --executor slurm key=value`)
         flags = [e for e in extra if e.startswith("-")]
         if flags or not hasattr(args, "overrides"):
             parser.error(f"unrecognized arguments: {' '.join(flags or extra)}")
         args.overrides = [*args.overrides, *extra]
+    code = int(args.func(args))
+    sys.stdout.flush()  # a reader that went away (`llada ladder | head -1`) shows here, not at interpreter exit
+    return code
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    """Whether `--debug` is among the options before the command (`llada --debug train ...`)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return False
+        if arg == "--debug":
+            return True
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-blank line of `exc`'s message (at most 300 characters), or its type when it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
+def _describe_os_error(exc: OSError) -> str:
+    """`<file>: <strerror>` (both files of a rename), else the error's first line."""
+    if exc.filename is None or not exc.strerror:
+        return _first_line(exc)
+    what = str(exc.filename) if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+    return f"{what}: {exc.strerror}"
+
+
+def _stdout_gone() -> int:
+    """Point stdout at /dev/null (so the exit flush cannot fail again) and return 141, as for SIGPIPE."""
     try:
-        return int(args.func(args))
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file descriptor (captured in tests)
+        pass
+    return 141
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `llada` command; any failure is one line on stderr and an exit code, never a traceback.
+
+    2 config error, 3 non-finite loss, 73 run directory busy, 1 OS or internal error, 130 interrupted,
+    141 stdout closed early. `llada --debug ...` re-raises OS and internal errors with their traceback.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _debug_requested(argv)
+    try:
+        return _dispatch(build_parser(), argv)
     except ConfigError as exc:
         print(f"llada: config error: {exc}", file=sys.stderr)
         return 2
     except FloatingPointError as exc:
         print(f"llada: {exc}", file=sys.stderr)
         return 3
+    except RunDirBusy as exc:
+        print(f"llada: {exc}", file=sys.stderr)
+        return 73  # EX_CANTCREAT: the run directory belongs to another live process
+    except BrokenPipeError:
+        return _stdout_gone()
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        if debug:
+            raise
+        print(f"llada: {_describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"llada: internal error: {type(exc).__name__}: {_first_line(exc)} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

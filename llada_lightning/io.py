@@ -1,33 +1,48 @@
-"""Atomic file writes: results are never seen half-written, and never destroyed by a failed write."""
+"""Atomic file writes: results are never seen half-written, never destroyed by a failed write, and follow the
+user's umask (so colleagues on a shared filesystem can read them)."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
+def file_mode() -> int:
+    """The mode `open()` would give a new file: 0o666 masked by the process umask."""
+    mask = os.umask(0o022)  # POSIX has no read-only umask query: set and restore
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
+    """Write `path` by `write(tmp)` into a temporary file beside it, then rename; no temporary file survives."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600 whatever the umask
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    atomic_write(path, write)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: str | Path) -> Any:
-    with open(path) as fh:
-        return json.load(fh)

@@ -38,6 +38,7 @@ import numpy as np
 import tokenizers
 from tokenizers import Tokenizer
 
+from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
 from llada_lightning.data import corpus
 from llada_lightning.data.tokenizer import EOS_TOKEN, eos_id, load_tokenizer, tokenizer_vocab_size, train_bpe
@@ -78,7 +79,7 @@ def _data_file_spec(entry: str) -> list:
 def cache_spec(cfg: DataConfig) -> dict:
     """Everything that determines the cache's content (hashed into the key)."""
     if cfg.source not in corpus.SOURCES:
-        raise ValueError(f"unknown data.source={cfg.source!r}; expected one of {corpus.SOURCES}")
+        raise ConfigError(f"unknown data.source={cfg.source!r}; set data.source to one of {corpus.SOURCES}")
     if cfg.source == "embedded":
         source = {
             "source": "embedded",
@@ -100,7 +101,7 @@ def cache_spec(cfg: DataConfig) -> dict:
     if cfg.tokenizer == "bpe":
         tok = {"kind": "bpe", "vocab_size": cfg.vocab_size}
     else:
-        load_tokenizer(cfg.tokenizer)  # a clear FileNotFoundError before anything else
+        load_tokenizer(cfg.tokenizer)  # a missing or broken file: a one-line ConfigError before anything else
         tok = {"kind": "file", "sha256": _file_sha256(Path(cfg.tokenizer).expanduser()), "eos": cfg.eos_token}
     return {
         "format_version": FORMAT_VERSION,
@@ -125,18 +126,18 @@ def assign_splits(docs: Iterator[str] | list[str], val_fraction: float) -> list[
     """For each document, whether it is held out for validation (True) or trained on (False).
 
     Held out when the hash of its text is below `val_fraction`; if none is, the lowest hash is held out,
-    so validation is never empty. Raises ValueError when no training document is left.
+    so validation is never empty. Raises ConfigError when no training document is left.
     """
     if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"data.val_fraction must lie in (0, 1), got {val_fraction}")
+        raise ConfigError(f"data.val_fraction={val_fraction} is outside (0, 1); set e.g. data.val_fraction=0.05")
     units = [_doc_unit(d) for d in docs]
     is_val = [u < val_fraction for u in units]
     if units and not any(is_val):
         is_val[int(np.argmin(units))] = True
     if all(is_val):
-        raise ValueError(
+        raise ConfigError(
             f"no training document left: {len(units)} document(s) with data.val_fraction={val_fraction}; "
-            "use more documents or lower data.val_fraction"
+            "use more documents (data.data_files, data.max_documents) or lower data.val_fraction"
         )
     return is_val
 
@@ -237,7 +238,10 @@ class TokenizedCorpus:
             self.meta: dict = json.load(f)
         if self.meta.get("format_version") != FORMAT_VERSION:
             found = self.meta.get("format_version")
-            raise ValueError(f"{self.directory}: cache format {found}, expected {FORMAT_VERSION}")
+            raise ConfigError(
+                f"{self.directory}: cache format {found}, expected {FORMAT_VERSION}; "
+                "remove that directory to rebuild it"
+            )
         dtype = np.dtype(self.meta["dtype"])
         self.train: np.memmap = self._open("train", dtype)
         self.val: np.memmap = self._open("val", dtype)

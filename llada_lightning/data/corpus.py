@@ -15,7 +15,9 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
+from llada_lightning.data.tokenizer import first_line
 
 EMBEDDED_PATH = Path(__file__).resolve().parent / "corpus" / "shakespeare.jsonl.xz"
 
@@ -64,27 +66,60 @@ def _iter_embedded() -> Iterator[str]:
 
 def _load_hf(cfg: DataConfig):
     if not cfg.path:
-        raise ValueError(
+        raise ConfigError(
             "data.source='hf' needs data.path: a hub dataset name (e.g. 'wikitext') or a local builder "
             "('text', 'json') together with data.data_files"
         )
     import datasets  # imported here: the embedded source and cheap config checks do not need it
 
-    ds = datasets.load_dataset(cfg.path, cfg.name, data_files=cfg.data_files, split=cfg.split)
+    try:
+        ds = datasets.load_dataset(cfg.path, cfg.name, data_files=cfg.data_files, split=cfg.split)
+    except (OSError, ValueError, datasets.exceptions.DatasetGenerationError) as exc:
+        raise ConfigError(_load_error(cfg, exc)) from exc
     columns = list(ds.column_names)
     if cfg.text_field not in columns:
-        raise ValueError(
+        raise ConfigError(
             f"data.text_field={cfg.text_field!r} is not a column of {cfg.path!r} "
-            f"(split {cfg.split!r}); available columns: {columns}"
+            f"(split {cfg.split!r}); available columns: {columns}; set data.text_field to the one holding the text"
         )
     return ds.select_columns([cfg.text_field])
+
+
+def _load_error(cfg: DataConfig, exc: Exception) -> str:
+    """One line for a `datasets.load_dataset` failure: the keys that caused it and the fix."""
+    files = f"data.data_files={cfg.data_files}"
+    if isinstance(exc, FileNotFoundError) and cfg.data_files:
+        return (
+            f"{files}: {first_line(exc)}; give existing files (or globs) for data.path={cfg.path!r}, "
+            "e.g. data.data_files=[/data/a.txt]"
+        )
+    if isinstance(exc, FileNotFoundError | ConnectionError):
+        return (
+            f"data.path={cfg.path!r}: {first_line(exc)}; give a hub dataset name that exists (offline: one "
+            "already in the datasets cache), or data.path=text|json with local data.data_files"
+        )
+    if isinstance(exc, ValueError):
+        return (
+            f"data.path={cfg.path!r}, data.name={cfg.name!r}, data.split={cfg.split!r}: {first_line(exc)}; "
+            "set data.name / data.split to one the dataset has"
+        )
+    if not isinstance(exc, OSError):  # the builder failed on the files' content
+        cause = exc.__cause__ or exc.__context__ or exc
+        return (
+            f"data.path={cfg.path!r} cannot read {files} ({first_line(cause)}); "
+            "fix the files or set data.path to the builder of their format (text, json, csv, parquet)"
+        )
+    return f"data.path={cfg.path!r}, {files}: {first_line(exc)}; check that the files are readable"
 
 
 def _iter_hf(ds, field: str) -> Iterator[str]:
     for batch in ds.iter(batch_size=1024):
         for text in batch[field]:
             if not isinstance(text, str):
-                raise ValueError(f"data.text_field={field!r} must hold strings, found {type(text).__name__}")
+                raise ConfigError(
+                    f"data.text_field={field!r} must hold strings, found {type(text).__name__} (a record without "
+                    "the field, or another type); set data.text_field to a text column present in every record"
+                )
             yield text
 
 
@@ -92,17 +127,20 @@ def iter_documents(cfg: DataConfig) -> Iterator[str]:
     """The corpus as a stream of non-empty documents, in a fixed order, at most `cfg.max_documents`.
 
     Whitespace-only documents (blank lines of a `text` builder) are skipped and not counted.
-    Raises ValueError for an unknown source or a missing text field (at the call), or a corpus with no
+    Raises ConfigError for an unknown source or a missing text field (at the call), or a corpus with no
     document (when the stream ends).
     """
     if cfg.max_documents is not None and cfg.max_documents < 1:
-        raise ValueError(f"data.max_documents must be >= 1 or null, got {cfg.max_documents}")
+        raise ConfigError(
+            f"data.max_documents={cfg.max_documents} is not a positive count; set data.max_documents>=1, "
+            "or null for every document"
+        )
     if cfg.source == "embedded":
         docs: Iterator[str] = _iter_embedded()
     elif cfg.source == "hf":
         docs = _iter_hf(_load_hf(cfg), cfg.text_field)
     else:
-        raise ValueError(f"unknown data.source={cfg.source!r}; expected one of {SOURCES}")
+        raise ConfigError(f"unknown data.source={cfg.source!r}; set data.source to one of {SOURCES}")
     return _capped(docs, cfg)
 
 
@@ -112,4 +150,7 @@ def _capped(docs: Iterator[str], cfg: DataConfig) -> Iterator[str]:
         n += 1
         yield doc
     if n == 0:
-        raise ValueError(f"the corpus is empty: data.source={cfg.source!r}, data.path={cfg.path!r}")
+        raise ConfigError(
+            f"the corpus is empty: data.source={cfg.source!r}, data.path={cfg.path!r}, "
+            f"data.data_files={cfg.data_files} hold no non-blank document; point them at some text"
+        )

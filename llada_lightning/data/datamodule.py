@@ -16,6 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
 from llada_lightning.data.blocks import BlockDataset, ResumableBlockSampler, epochs_seen
 from llada_lightning.data.cache import TokenizedCorpus, prepare_corpus
@@ -23,7 +24,21 @@ from llada_lightning.data.tokenizer import tokenizer_vocab_size
 
 log = logging.getLogger(__name__)
 
-VAL_TOO_SHORT = "the validation split has fewer tokens than data.seq_len; lower data.seq_len or raise data.val_fraction"
+# What to do when a split cannot fill one block of data.seq_len tokens.
+TOO_SHORT_FIX = {
+    "training": "lower data.seq_len or use more data (data.data_files, data.max_documents)",
+    "validation": "lower data.seq_len or raise data.val_fraction",
+}
+
+
+def _check_blocks(train: BlockDataset, val: BlockDataset) -> None:
+    """Both splits must hold at least one block of `data.seq_len` tokens."""
+    for name, dataset in (("training", train), ("validation", val)):
+        if len(dataset) == 0:
+            raise ConfigError(
+                f"the {name} split has {len(dataset.tokens)} tokens, fewer than one block of "
+                f"data.seq_len={dataset.seq_len}; {TOO_SHORT_FIX[name]}"
+            )
 
 
 class LMDataModule(L.LightningDataModule):
@@ -55,14 +70,11 @@ class LMDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.corpus is None:
-            self.corpus = prepare_corpus(self.cfg)
-            self.train_dataset = BlockDataset(self.corpus.train, self.cfg.seq_len)
-            self.val_dataset = BlockDataset(self.corpus.val, self.cfg.seq_len)
-            if len(self.train_dataset) == 0:
-                raise ValueError("the training split has fewer tokens than data.seq_len; lower data.seq_len")
-            if len(self.val_dataset) == 0:
-                raise ValueError(VAL_TOO_SHORT)
-            n_train, n_val = len(self.train_dataset), len(self.val_dataset)
+            corpus = prepare_corpus(self.cfg)
+            train, val = BlockDataset(corpus.train, self.cfg.seq_len), BlockDataset(corpus.val, self.cfg.seq_len)
+            _check_blocks(train, val)  # before anything is kept: a failed setup leaves the module unset
+            self.corpus, self.train_dataset, self.val_dataset = corpus, train, val
+            n_train, n_val = len(train), len(val)
             log.info("%r: %d train / %d val blocks", self.corpus, n_train, n_val)
 
     def train_dataloader(self) -> DataLoader:

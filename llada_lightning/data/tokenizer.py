@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
 
 EOS_TOKEN = "<|endoftext|>"
@@ -18,6 +19,21 @@ EOS_TOKEN = "<|endoftext|>"
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>", "<|eos|>", "[SEP]", "<|im_end|>")
 # 256 byte symbols + the EOS special token (no merge at all: a byte-level model).
 MIN_BPE_VOCAB = 257
+# What to do about a bad data.tokenizer file (the inference loader passes its own fix).
+TOKENIZER_FIX = "set data.tokenizer to the path of a HF tokenizer.json, or to 'bpe' to train one on the corpus"
+
+
+def _too_small(vocab_size: int) -> ConfigError:
+    """The error for a BPE vocabulary that cannot hold the 256 bytes and the EOS token."""
+    return ConfigError(
+        f"data.vocab_size={vocab_size} is too small for a byte-level BPE; set data.vocab_size>={MIN_BPE_VOCAB}"
+    )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message (at most 200 characters), or its type name when it has none."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else type(exc).__name__
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
@@ -27,7 +43,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     produce fewer entries than asked; ids are always < vocab_size.
     """
     if vocab_size < MIN_BPE_VOCAB:
-        raise ValueError(f"data.vocab_size={vocab_size} is too small for a byte-level BPE (>= {MIN_BPE_VOCAB})")
+        raise _too_small(vocab_size)
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -41,15 +57,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
     return tok
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    """Load a `tokenizer.json`; FileNotFoundError names the `data.tokenizer` setting."""
+def load_tokenizer(path: str | Path, *, what: str | None = None, fix: str = TOKENIZER_FIX) -> Tokenizer:
+    """Load a `tokenizer.json`; a missing or unreadable file is a one-line ConfigError naming it and `fix`."""
     p = Path(path).expanduser()
+    what = what or f"data.tokenizer={str(path)!r}"
     if not p.is_file():
-        raise FileNotFoundError(
-            f"data.tokenizer={str(path)!r}: no such tokenizer file "
-            "(data.tokenizer is 'bpe' or the path to a HF tokenizer.json)"
-        )
-    return Tokenizer.from_file(str(p))
+        raise ConfigError(f"{what}: no such tokenizer file; {fix}")
+    try:
+        return Tokenizer.from_file(str(p))
+    except Exception as exc:  # `tokenizers` raises a bare Exception for bad JSON, a foreign file, no permission
+        raise ConfigError(f"{what}: not a readable tokenizer.json ({first_line(exc)}); {fix}") from exc
 
 
 def eos_id(tok: Tokenizer, eos_token: str | None = None) -> int:
@@ -60,8 +77,11 @@ def eos_id(tok: Tokenizer, eos_token: str | None = None) -> int:
         if i is not None:
             return i
     if eos_token is not None:
-        raise ValueError(f"data.eos_token={eos_token!r} is not in the tokenizer's vocabulary")
-    raise ValueError(f"the tokenizer has none of the usual end-of-text tokens {EOS_CANDIDATES}; set data.eos_token")
+        raise ConfigError(
+            f"data.eos_token={eos_token!r} is not in the tokenizer's vocabulary; set data.eos_token to one of its "
+            "tokens (or null to look for the usual ones)"
+        )
+    raise ConfigError(f"the tokenizer has none of the usual end-of-text tokens {EOS_CANDIDATES}; set data.eos_token")
 
 
 def tokenizer_vocab_size(cfg: DataConfig) -> int:
@@ -71,6 +91,6 @@ def tokenizer_vocab_size(cfg: DataConfig) -> int:
     """
     if cfg.tokenizer == "bpe":
         if cfg.vocab_size < MIN_BPE_VOCAB:
-            raise ValueError(f"data.vocab_size={cfg.vocab_size} is too small for a byte-level BPE (>= {MIN_BPE_VOCAB})")
+            raise _too_small(cfg.vocab_size)
         return cfg.vocab_size
     return load_tokenizer(cfg.tokenizer).get_vocab_size(with_added_tokens=True)

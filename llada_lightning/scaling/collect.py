@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
+from llada_lightning import rundir
+from llada_lightning.flops import CONVENTIONS
+from llada_lightning.rundir import RunResult
 from llada_lightning.scaling.points_csv import read_points
 from llada_lightning.scaling.table import (
     COLUMNS,
-    CONVENTIONS,
     DIVERGE_FACTOR,
     Table,
     empty_row,
@@ -42,27 +43,18 @@ from llada_lightning.scaling.validate import budget_problem, compute_problem, fi
 
 __all__ = ["COLUMNS", "Table", "collect", "read_points", "write_csv"]
 
-RESULT = "result.json"
-RUN_CONFIG = "config.yaml"
-
-
-def _yaml_value(text: str, section: str, key: str) -> str | None:
-    """`key` inside top-level `section:` of a plain block-style YAML (the run's resolved config.yaml)."""
-    m = re.search(rf"^{re.escape(section)}:\s*\n((?:[ \t]+.*\n?|\s*\n)*)", text, flags=re.M)
-    if not m:
-        return None
-    k = re.search(rf"^[ \t]+{re.escape(key)}:[ \t]*(\S.*?)\s*$", m.group(1), flags=re.M)
-    return k.group(1).strip("'\"") if k else None
+RESULT = rundir.RESULT
+RUN_CONFIG = rundir.CONFIG
 
 
 def _row_from_config(config_path: Path) -> dict:
     text = config_path.read_text(errors="replace")
     return {
-        "objective": _yaml_value(text, "objective", "name") or "",
-        "model": _yaml_value(text, "model", "name") or "",
-        "budget": to_float(_yaml_value(text, "train", "flops_budget")),
-        "convention": _yaml_value(text, "train", "flops_convention") or "",
-        "seed": to_float(_yaml_value(text, "train", "seed")),
+        "objective": rundir.yaml_value(text, "objective", "name") or "",
+        "model": rundir.yaml_value(text, "model", "name") or "",
+        "budget": to_float(rundir.yaml_value(text, "train", "flops_budget")),
+        "convention": rundir.yaml_value(text, "train", "flops_convention") or "",
+        "seed": to_float(rundir.yaml_value(text, "train", "seed")),
     }
 
 
@@ -71,10 +63,10 @@ def _vocab_of(run_dir: Path) -> float:
     if not cfg.is_file():
         return float("nan")
     text = cfg.read_text(errors="replace")
-    return to_float(_yaml_value(text, "model", "vocab_size") or _yaml_value(text, "data", "vocab_size"))
+    return to_float(rundir.yaml_value(text, "model", "vocab_size") or rundir.yaml_value(text, "data", "vocab_size"))
 
 
-def _row_from_result(res: dict, run_dir: Path, convention: str | None, params: str) -> dict:
+def _row_from_result(res: RunResult, run_dir: Path, convention: str | None, params: str) -> dict:
     row = empty_row(run_dir)
     own = res.get("flops_convention") or "6N"  # the convention of its budget
     if convention is not None and convention not in CONVENTIONS:
@@ -169,7 +161,7 @@ def collect(
             rows.append(row)
             vocab.append(float("nan"))
             continue
-        row = _row_from_result(res, run_dir, convention, params)
+        row = _row_from_result(RunResult.from_dict(res), run_dir, convention, params)
         if (run_dir / RUN_CONFIG).is_file():  # a failure record (sweep/job.py) holds only status and error
             for key, value in _row_from_config(run_dir / RUN_CONFIG).items():
                 if row[key] == "" or (isinstance(row[key], float) and math.isnan(row[key])):

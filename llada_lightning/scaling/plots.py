@@ -16,13 +16,12 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from llada_lightning.io import atomic_write
 from llada_lightning.scaling.collect import Table
 from llada_lightning.scaling.summary import fmt_interval
 
@@ -82,33 +81,18 @@ def _cell(v) -> str:
     return str(v)
 
 
-def _atomic(path: Path, write) -> Path:
-    """Write `path` through `write(tmp_path)` into a temporary file of the same directory, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; figures are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
         writer.writerow([_cell(row.get(c)) for c in columns])
-    return _atomic(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
 
 def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
     return [
-        _atomic(
+        atomic_write(
             stem.with_suffix(f".{fmt}"), lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
         )
         for fmt in formats

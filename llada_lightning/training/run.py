@@ -9,29 +9,28 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from llada_lightning import rundir
 from llada_lightning.config.compose import load_run_config, to_yaml
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import RunConfig
 from llada_lightning.config.signature import config_diff, signature
-from llada_lightning.config.validation import total_steps
 from llada_lightning.data.datamodule import LMDataModule
-from llada_lightning.io import atomic_write_json, atomic_write_text, read_json
-from llada_lightning.training.checkpoint import AtomicCheckpoint
+from llada_lightning.data.tokenizer import first_line
+from llada_lightning.flops import total_steps
+from llada_lightning.io import atomic_write, atomic_write_text
+from llada_lightning.rundir import RunLock, RunResult, read_result, write_result
+from llada_lightning.training.checkpoint import AtomicCheckpoint, check_readable, unreadable_checkpoint
 from llada_lightning.training.modules import BaseModule, build_module
 from llada_lightning.training.preemption import Preempted, PreemptionHandler
-from llada_lightning.training.progress import ProgressFile, progress_callback
+from llada_lightning.training.progress import ProgressFile, progress_callback, resume_line, start_banner
 from llada_lightning.training.quiet import quiet_lightning
-
-RESULT = "result.json"
-CONFIG = "config.yaml"
-PROGRESS = "progress.json"
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -41,19 +40,9 @@ def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.runs_root) / f"{cfg.objective.name}-{cfg.model.name}-{signature(cfg)}"
 
 
-def read_result(run_dir: str | Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / RESULT
-    if not path.is_file():
-        return None
-    try:
-        return read_json(path)  # type: ignore[no-any-return]
-    except ValueError:
-        return None
-
-
 def _check_same_run(cfg: RunConfig, run_dir: Path) -> None:
     """Refuse to resume (or overwrite) a directory holding a different run."""
-    existing = run_dir / CONFIG
+    existing = rundir.config_path(run_dir)
     if not existing.is_file():
         return
     diff = config_diff(load_run_config(existing), cfg)
@@ -66,11 +55,11 @@ def _check_same_run(cfg: RunConfig, run_dir: Path) -> None:
 
 def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer, AtomicCheckpoint, PreemptionHandler]:
     t = cfg.train
-    ckpt = AtomicCheckpoint(run_dir / "checkpoints", t.ckpt_every_n_steps)
+    ckpt = AtomicCheckpoint(rundir.checkpoint_dir(run_dir), t.ckpt_every_n_steps)
     preemption = PreemptionHandler(ckpt)
-    callbacks: list[Any] = [ckpt, preemption, ProgressFile(run_dir / PROGRESS, t.log_every_n_steps, steps)]
+    callbacks: list[Any] = [ckpt, preemption, ProgressFile(rundir.progress_path(run_dir), t.log_every_n_steps, steps)]
     progress = progress_callback(t.progress_bar, t.log_every_n_steps, steps)
-    rich = progress is not None and type(progress).__name__ == "RichProgressBar"
+    rich = progress is not None and isinstance(progress, ProgressBar)
     if progress is not None:
         callbacks.append(progress)
     plugins: list[Any] = []
@@ -93,7 +82,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
         num_sanity_val_steps=0,
         accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.grad_clip if t.grad_clip > 0 else None,
-        logger=TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""),
+        logger=TensorBoardLogger(save_dir=str(run_dir), name=rundir.TENSORBOARD, version=""),
         log_every_n_steps=t.log_every_n_steps,
         callbacks=callbacks,
         enable_checkpointing=False,
@@ -108,49 +97,74 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
     return trainer, ckpt, preemption
 
 
-def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> dict[str, Any]:
+def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> RunResult:
     progress = module.progress_metrics(steps)
-    return {
-        "status": "done",
-        "objective": cfg.objective.name,
-        "model": cfg.model.name,
-        "signature": signature(cfg),
-        "seed": cfg.train.seed,
-        "N_nonemb": module.n_nonemb,
-        "N_total": module.n_total,
-        "seq_len": cfg.data.seq_len,
-        "tokens": int(progress["progress/tokens"]),
-        "flops_6N": progress["progress/flops_6N"],
-        "flops_full": progress["progress/flops_full"],
-        "flops_convention": cfg.train.flops_convention,
-        "flops_budget": cfg.train.flops_budget,
-        "steps": steps,
-        "data_epochs": dm.samples_consumed_to_epochs(steps * module.tokens_per_step // cfg.data.seq_len),
-        "val_loss": module.last_val.get("val_loss"),
-        "val_bpb": module.last_val.get("val_bpb"),
-        # LLaDA validates with the ELBO (an upper bound on the NLL) whatever its training weighting; ARM exactly
-        "val_loss_kind": "elbo" if cfg.objective.name == "llada" else "nll",
-        "train_loss_is_nll_bound": bool(module.objective.is_nll_bound),
-        "val_loss_initial": module.initial_val.get("val_loss"),
-        "wall_time_s": module.wall_time(),
-        "run_dir": str(run_dir),
-    }
+    return RunResult(
+        status="done",
+        objective=cfg.objective.name,
+        model=cfg.model.name,
+        signature=signature(cfg),
+        seed=cfg.train.seed,
+        N_nonemb=module.n_nonemb,
+        N_total=module.n_total,
+        seq_len=cfg.data.seq_len,
+        tokens=int(progress["progress/tokens"]),
+        flops_6N=progress["progress/flops_6N"],
+        flops_full=progress["progress/flops_full"],
+        flops_convention=cfg.train.flops_convention,
+        flops_budget=cfg.train.flops_budget,
+        steps=steps,
+        data_epochs=dm.samples_consumed_to_epochs(steps * module.tokens_per_step // cfg.data.seq_len),
+        val_loss=module.last_val.get("val_loss"),
+        val_bpb=module.last_val.get("val_bpb"),
+        val_loss_kind=module.objective.val_loss_kind,  # elbo (an upper bound on the NLL) or nll (exact)
+        train_loss_is_nll_bound=bool(module.objective.is_nll_bound),
+        val_loss_initial=module.initial_val.get("val_loss"),
+        wall_time_s=module.wall_time(),
+        run_dir=str(run_dir),
+    )
 
 
-def train(cfg: RunConfig) -> dict[str, Any]:
-    """Train (or resume, or skip if done) the run of `cfg`; return its result dict."""
+def train(cfg: RunConfig) -> RunResult:
+    """Train (or resume, or skip if done) the run of `cfg`; return its result record.
+
+    Rank 0 holds the run directory's lock for the whole run: a second `llada train` on the same directory (or a
+    manual run racing a Slurm requeue) stops with `RunDirBusy` naming the holder, before touching anything.
+    """
     quiet_lightning()
     run_dir = run_dir_for(cfg)
     _check_same_run(cfg, run_dir)
+    _check_accelerator(cfg)  # before the lock creates the run directory
+    if not rundir.is_rank_zero():
+        return _train(cfg, run_dir)
+    with RunLock(run_dir):
+        return _train(cfg, run_dir)
+
+
+def _check_accelerator(cfg: RunConfig) -> None:
+    """train.accelerator=gpu|cuda needs a visible GPU: checked at train start, not when composing (login nodes)."""
+    if str(cfg.train.accelerator).lower() not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        where = f" (CUDA_VISIBLE_DEVICES={visible!r})" if visible is not None else ""
+        raise ConfigError(
+            f"train.accelerator={cfg.train.accelerator} but no GPU is visible on this machine{where}; "
+            "use train.accelerator=cpu or auto"
+        )
+
+
+def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
     done = read_result(run_dir)
-    if done is not None and done.get("status") == "done":
+    if done is not None and done.done:
         print(f"{run_dir}: already done (val_loss {done.get('val_loss')}); not training again")
         return done
     steps = total_steps(cfg)
-    rank_zero = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
-    if rank_zero:
+    if rundir.is_rank_zero():
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG, to_yaml(cfg))
+        atomic_write_text(rundir.config_path(run_dir), to_yaml(cfg))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     dm = LMDataModule(
         cfg.data,
@@ -159,14 +173,20 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         val_batches=cfg.train.val_batches,
         accumulate_grad_batches=cfg.train.accumulate_grad_batches,
     )
+    if cfg.model.vocab_size < dm.vocab_size:  # a tokenizer file's id space, known once it is read
+        raise ConfigError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the vocabulary of data.tokenizer="
+            f"{cfg.data.tokenizer} ({dm.vocab_size}); set model.vocab_size>={dm.vocab_size}"
+        )
     module = build_module(cfg)
     trainer, ckpt, preemption = build_trainer(cfg, run_dir, steps)
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
-    if resume is not None and not zipfile.is_zipfile(resume):  # torch checkpoints are zip archives
-        raise ConfigError(
-            f"{resume} is not a readable checkpoint (truncated or foreign); move it away to restart this run "
-            "from scratch, or restore it"
-        )
+    if resume is not None:
+        check_readable(resume)  # empty, truncated or foreign: one line, and the file is left as it is
+    if trainer.is_global_zero:  # set by the Trainer for every launcher (srun, torchrun, Lightning's own)
+        print(start_banner(module, steps, run_dir), flush=True)
+        if resume is not None:
+            print(resume_line(resume, steps), flush=True)
     started = time.perf_counter()
     if resume is None and cfg.train.validate_at_start:
         trainer.validate(module, datamodule=dm, verbose=False)
@@ -176,23 +196,24 @@ def train(cfg: RunConfig) -> dict[str, Any]:
         trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     except Preempted:
         pass
+    except RuntimeError as exc:  # an archive whose structure is whole but whose tensors are corrupt
+        if resume is not None and "PytorchStreamReader" in str(exc):
+            raise unreadable_checkpoint(resume, first_line(exc).split(". ")[0]) from exc
+        raise
     finally:
         preemption.uninstall()
     if preemption.stopped:  # checkpoint saved at a step boundary; the next segment resumes from it
-        return {
-            "status": "preempted",
-            "steps": trainer.global_step,
-            "run_dir": str(run_dir),
-            "message": preemption.message,
-        }
+        return RunResult(
+            status="preempted", steps=trainer.global_step, run_dir=str(run_dir), message=preemption.message
+        )
     if not module.last_val or module.last_val.get("step") != trainer.global_step:
         trainer.validate(module, datamodule=dm, verbose=False)
     result = make_result(module, cfg, run_dir, trainer.global_step, dm)
-    result["segment_wall_time_s"] = time.perf_counter() - started
-    result["world_size"] = trainer.world_size
+    result.segment_wall_time_s = time.perf_counter() - started
+    result.world_size = trainer.world_size
     if trainer.is_global_zero:
         tokenizer = Path(dm.tokenizer_path)
         if tokenizer.is_file():
-            shutil.copyfile(tokenizer, run_dir / "tokenizer.json")
-        atomic_write_json(run_dir / RESULT, result)
+            atomic_write(rundir.tokenizer_path(run_dir), lambda tmp: shutil.copyfile(tokenizer, tmp))
+        write_result(run_dir, result)
     return result

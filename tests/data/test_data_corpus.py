@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
 from llada_lightning.data.cache import assign_splits
 from llada_lightning.data.corpus import iter_documents, iter_embedded_works, split_paragraphs
@@ -61,9 +62,9 @@ def test_split_by_document_is_deterministic_disjoint_and_never_empty(embedded_do
 
 def test_split_keeps_one_validation_document_and_one_training_document():
     assert sum(assign_splits(["a", "b", "c"], 1e-9)) == 1
-    with pytest.raises(ValueError, match="no training document"):
+    with pytest.raises(ConfigError, match="no training document.*use more documents .*or lower data.val_fraction"):
         assign_splits(["only one"], 0.05)
-    with pytest.raises(ValueError, match="val_fraction"):
+    with pytest.raises(ConfigError, match="data.val_fraction=0.0 is outside"):
         assign_splits(["a", "b"], 0.0)
 
 
@@ -88,9 +89,60 @@ def test_source_errors(hf_offline):
         iter_documents(DataConfig(max_documents=0))
     jl = hf_offline / "c.jsonl"
     jl.write_text(json.dumps({"body": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"text_field='text'.*\['body'\]"):
+    with pytest.raises(ConfigError, match=r"text_field='text'.*\['body'\]; set data.text_field"):
         iter_documents(DataConfig(source="hf", path="json", data_files=[str(jl)]))
     blank = hf_offline / "blank.txt"
     blank.write_text("\n  \n\n")
-    with pytest.raises(ValueError, match="empty"):
+    with pytest.raises(ConfigError, match="empty"):
         list(iter_documents(DataConfig(source="hf", path="text", data_files=[str(blank)])))
+
+
+def _one_line(exc: pytest.ExceptionInfo) -> str:
+    message = str(exc.value)
+    assert isinstance(exc.value, ConfigError) and "\n" not in message
+    return message
+
+
+def test_a_missing_data_file_names_data_files(hf_offline):
+    missing = hf_offline / "missing.txt"
+    with pytest.raises(ConfigError) as exc:
+        iter_documents(DataConfig(source="hf", path="text", data_files=[str(missing)]))
+    message = _one_line(exc)
+    assert message.startswith(f"data.data_files=['{missing}']: ") and str(missing) in message
+    assert "give existing files (or globs) for data.path='text'" in message
+
+
+def test_records_without_the_text_field_name_data_text_field(hf_offline):
+    jl = hf_offline / "mixed.jsonl"
+    jl.write_text(json.dumps({"text": "a document"}) + "\n" + json.dumps({"body": "no text here"}) + "\n")
+    with pytest.raises(ConfigError) as exc:
+        list(iter_documents(DataConfig(source="hf", path="json", data_files=[str(jl)])))
+    message = _one_line(exc)
+    assert message.startswith("data.text_field='text' must hold strings, found NoneType")
+    assert message.endswith("set data.text_field to a text column present in every record")
+
+
+def test_a_file_the_builder_cannot_parse_names_the_files_and_the_builder(hf_offline):
+    bad = hf_offline / "bad.jsonl"
+    bad.write_text('{"text": \n')
+    with pytest.raises(ConfigError) as exc:
+        iter_documents(DataConfig(source="hf", path="json", data_files=[str(bad)]))
+    message = _one_line(exc)
+    assert message.startswith(f"data.path='json' cannot read data.data_files=['{bad}'] (")
+    assert "set data.path to the builder of their format" in message
+
+
+def test_a_split_the_files_lack_names_data_split(hf_offline):
+    txt = hf_offline / "a.txt"
+    txt.write_text("one\ntwo\n")
+    with pytest.raises(ConfigError) as exc:
+        iter_documents(DataConfig(source="hf", path="text", data_files=[str(txt)], split="validation"))
+    assert "data.split='validation'" in _one_line(exc) and "set data.name / data.split" in str(exc.value)
+
+
+def test_an_unreachable_hub_dataset_names_data_path(hf_offline):
+    with pytest.raises(ConfigError) as exc:
+        iter_documents(DataConfig(source="hf", path="no-such-user/no-such-dataset"))
+    message = _one_line(exc)
+    assert message.startswith("data.path='no-such-user/no-such-dataset': ")
+    assert "or data.path=text|json with local data.data_files" in message

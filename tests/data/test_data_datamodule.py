@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from llada_lightning.config.errors import ConfigError
+from llada_lightning.config.schema import DataConfig
 from llada_lightning.data.datamodule import LMDataModule
 
 
@@ -65,8 +67,26 @@ def test_val_loader_takes_all_blocks_when_there_are_fewer(embedded_cfg, embedded
 
 def test_val_split_shorter_than_a_block_is_an_error(embedded_cfg, embedded_corpus):
     cfg = replace(embedded_cfg, seq_len=len(embedded_corpus.val) + 1)
-    with pytest.raises(ValueError, match="validation split has fewer tokens than data.seq_len"):
+    n_val = len(embedded_corpus.val)
+    with pytest.raises(
+        ConfigError,
+        match=f"^the validation split has {n_val} tokens, fewer than one block of data.seq_len={n_val + 1}; "
+        "lower data.seq_len or raise data.val_fraction$",
+    ):
         make_dm(cfg)
+
+
+def test_a_corpus_too_small_for_one_training_block_names_the_keys(tmp_path, hf_offline):
+    data = tmp_path / "tiny.txt"
+    data.write_text("".join(f"line {i}\n" for i in range(20)))
+    cfg = DataConfig(source="hf", path="text", data_files=[str(data)], vocab_size=300, seq_len=512,
+                     cache_dir=str(tmp_path / "cache"))  # fmt: skip
+    dm = LMDataModule(cfg, batch_size=4, seed=0, val_batches=3)
+    with pytest.raises(ConfigError, match=r"^the training split has \d+ tokens, fewer than one block of "
+                       r"data.seq_len=512; lower data.seq_len or use more data \(data.data_files, "
+                       r"data.max_documents\)$"):  # fmt: skip
+        dm.setup("fit")
+    assert dm.corpus is None  # a failed setup keeps nothing half set
 
 
 def test_ranks_shard_validation_and_training(embedded_cfg):

@@ -15,6 +15,8 @@ import torch
 
 from llada_lightning.config.compose import compose
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.flops import flops_per_token, param_counts
+from llada_lightning.training.progress import format_count, format_flops
 from llada_lightning.training.run import train
 
 TINY = ["model=cpu-0.4m", "data.seq_len=64", "train.batch_size=16", "train.progress_bar=false"]
@@ -169,3 +171,21 @@ def test_corrupt_checkpoint_is_a_clear_error_and_is_kept(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="not a readable checkpoint"):
         train(cfg)
     assert ckpt.read_bytes() == b"not a checkpoint"
+
+
+def test_start_banner_says_what_runs_and_a_resume_says_from_which_step(tmp_path: Path, capsys) -> None:
+    cfg = compose(["objective=arm", *TINY, "train.max_steps=2", "train.val_batches=1", f"run_dir={tmp_path}"])
+    train(cfg)
+    out = capsys.readouterr().out
+    banners = [line for line in out.splitlines() if line.startswith("llada train: ")]
+    tokens = 2 * 16 * 64
+    flops = flops_per_token(cfg.model, 64, cfg.train.flops_convention) * tokens
+    assert banners == [
+        f"llada train: arm cpu-0.4m (N={format_count(param_counts(cfg.model)[0])} non-emb), 2 steps x 1,024 tokens "
+        f"= {format_count(tokens)} tokens, {format_flops(flops)} FLOPs ({cfg.train.flops_convention}) -> {tmp_path}"
+    ]
+    assert "resuming" not in out
+    (tmp_path / "result.json").unlink()  # as if killed after the last checkpoint: the next run resumes it
+    train(cfg)
+    out = capsys.readouterr().out
+    assert f"resuming at step 2 of 2 from {tmp_path / 'checkpoints' / 'last.ckpt'}\n" in out
