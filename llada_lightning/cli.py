@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from llada_lightning import __version__
+from llada_lightning import __version__, rundir
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.rundir import RunDirBusy
 
@@ -23,7 +23,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if result.get("status") != "done":
         print(
             f"{result['status']} at step {result.get('steps')}: {result.get('message', '')}; "
-            f"rerun the same command to resume from {result['run_dir']}/checkpoints/last.ckpt"
+            f"rerun the same command to resume from {rundir.last_checkpoint(result['run_dir'])}"
         )
         return 75  # EX_TEMPFAIL: not finished, resumable
     print(

@@ -43,6 +43,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or pip install 'lm-eval>=0.4')"
     ) from exc
 
+from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.inference.decoders import SamplingOptions
 from llada_lightning.inference.generation import generate_ids
@@ -134,7 +135,7 @@ class LLaDALightningLM(LM):
 
     @property
     def tokenizer_name(self) -> str:
-        return str(self.run.run_dir / "tokenizer.json")
+        return str(rundir.tokenizer_path(self.run.run_dir))
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:

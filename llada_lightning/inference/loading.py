@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
     from llada_lightning.inference.decoders import Decoder
     from llada_lightning.models import Transformer
 
-CONFIG = "config.yaml"
-CHECKPOINT = Path("checkpoints") / "last.ckpt"
-TOKENIZER = "tokenizer.json"
+CONFIG = rundir.CONFIG
+CHECKPOINT = Path(rundir.CHECKPOINTS) / rundir.LAST_CHECKPOINT
+TOKENIZER = rundir.TOKENIZER
 # The parts of the config that decide the backbone's weights and how it must be used; a checkpoint whose
 # saved hyper-parameters differ here was trained as a different model, even if the tensor shapes agree.
 MODEL_KEYS = ("model.", "objective.name")

@@ -12,10 +12,11 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 
+from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.data.tokenizer import first_line
 
-LAST = "last.ckpt"
+LAST = rundir.LAST_CHECKPOINT
 TMP = f".{LAST}.tmp"
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
