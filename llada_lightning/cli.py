@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from llada_lightning import __version__, rundir
 from llada_lightning.config.errors import ConfigError
@@ -44,11 +45,17 @@ def _cmd_ladder(args: argparse.Namespace) -> int:
     from llada_lightning.config import ladder
     from llada_lightning.flops import flops_per_token, param_counts
 
+    if args.seq_len is not None and args.seq_len < 1:
+        raise ConfigError(f"--seq-len {args.seq_len} must be >= 1 (the context for the FLOP columns)")
+    sizes = ladder(args.prefix)
+    if not sizes:
+        prefixes = sorted({name.split("-")[0] + "-" for name in ladder()})
+        raise ConfigError(f"--prefix {args.prefix!r} matches no ladder size; use one of: {', '.join(prefixes)}")
     print(
         f"{'name':<12} {'layers':>6} {'heads':>5} {'d':>5} {'N_nonemb':>15} {'N_total':>15} "
         f"{'6N/token':>10} {'full/token':>11}"
     )
-    for name, m in ladder(args.prefix).items():
+    for name, m in sizes.items():
         nonemb, total = param_counts(m)
         seq = min(args.seq_len or m.max_seq_len, m.max_seq_len)
         print(
@@ -118,8 +125,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `llada: error: <what> (see `<prog> --help`)`, exit 2, no usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"llada: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llada", description=__doc__)
+    parser = _Parser(prog="llada", description=__doc__)
     parser.add_argument("--version", action="version", version=f"llada-lightning {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -160,3 +160,32 @@ def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_temporary_file(
         "and rerun the same command (no earlier checkpoint exists)"
     )
     assert list((tmp_path / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["ladder", "--seq-len", "0"], "--seq-len 0 must be >= 1"),
+        (["ladder", "--prefix", "gpt-"], "--prefix 'gpt-' matches no ladder size; use one of: cpu-, llada-, smdm-"),
+    ],
+)
+def test_ladder_refuses_a_meaningless_table(argv: list[str], expected: str, capsys) -> None:
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1 and err[0].startswith(f"llada: config error: {expected}")
+
+
+@pytest.mark.parametrize("argv", [["train", "--unknown-flag"], ["nonsense"], ["sweep", "launch"]])
+def test_argument_errors_are_one_line_without_the_usage_block(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("llada: error: ") and "--help" in err[0]
+
+
+def test_llada_configs_pointing_nowhere_is_named(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setenv("LLADA_CONFIGS", str(tmp_path / "nowhere"))
+    assert cli.main(["config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "LLADA_CONFIGS=" in err[0] and "no such directory" in err[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from llada_lightning.config.errors import ConfigError
+
 GROUPS = ("model", "data", "objective", "train")
 
 
@@ -12,6 +14,8 @@ def config_root() -> Path:
     """The `configs/` folder: $LLADA_CONFIGS, the wheel's bundled copy, or the repository's."""
     env = os.environ.get("LLADA_CONFIGS")
     if env:
+        if not Path(env).is_dir():
+            raise ConfigError(f"LLADA_CONFIGS={env}: no such directory; unset it to use the bundled configs/")
         return Path(env)
     here = Path(__file__).resolve().parent.parent
     bundled = here / "_configs"

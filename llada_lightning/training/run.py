@@ -15,6 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from llada_lightning import rundir
 from llada_lightning.config.compose import load_run_config, to_yaml
@@ -69,7 +70,22 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
         # One requeue owner: the sweep layer (submitit) requeues; Lightning's own handler stays off.
         plugins.append(SLURMEnvironment(auto_requeue=False))
     val_every = t.val_every_n_steps if t.val_every_n_steps > 0 else steps
-    trainer = L.Trainer(
+    try:
+        trainer = _trainer(t, steps, val_every, run_dir, callbacks, rich, plugins)
+    except (ValueError, TypeError, MisconfigurationException) as exc:  # Lightning refuses the combination
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ConfigError(
+            f"Lightning refuses train.strategy={t.strategy} accelerator={t.accelerator} devices={t.devices} "
+            f"precision={t.precision}: {lines[0] if lines else type(exc).__name__}"
+        ) from exc
+    return trainer, ckpt, preemption
+
+
+def _trainer(
+    t: Any, steps: int, val_every: int, run_dir: Path, callbacks: list[Any], rich: bool, plugins: list[Any]
+) -> L.Trainer:
+    """The Trainer of `llada train`: step-based, our checkpointing and progress callbacks, TensorBoard logs."""
+    return L.Trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
@@ -94,7 +110,6 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
         default_root_dir=str(run_dir),
         plugins=plugins or None,
     )
-    return trainer, ckpt, preemption
 
 
 def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> RunResult:
@@ -133,12 +148,26 @@ def train(cfg: RunConfig) -> RunResult:
     """
     quiet_lightning()
     run_dir = run_dir_for(cfg)
+    _check_writable(run_dir, "run_dir" if cfg.run_dir else "runs_root")
     _check_same_run(cfg, run_dir)
     _check_accelerator(cfg)  # before the lock creates the run directory
     if not rundir.is_rank_zero():
         return _train(cfg, run_dir)
     with RunLock(run_dir):
         return _train(cfg, run_dir)
+
+
+def _check_writable(run_dir: Path, key: str) -> None:
+    """The run directory is (or can be made) a writable directory: else one line naming `key`."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{key}: {run_dir} is a file, not a directory; choose another {key}")
+    parent = run_dir
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{key}: {run_dir} lies under {parent}, which is a file; choose another {key}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}: cannot write to {parent} (permission denied); choose another {key}")
 
 
 def _check_accelerator(cfg: RunConfig) -> None:

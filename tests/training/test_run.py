@@ -189,3 +189,24 @@ def test_start_banner_says_what_runs_and_a_resume_says_from_which_step(tmp_path:
     train(cfg)
     out = capsys.readouterr().out
     assert f"resuming at step 2 of 2 from {tmp_path / 'checkpoints' / 'last.ckpt'}\n" in out
+
+
+@pytest.mark.parametrize("where", ["file", "under-file"])
+def test_a_run_dir_that_cannot_be_a_directory_is_one_line_naming_the_key(where: str, tmp_path: Path) -> None:
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    target = blocker if where == "file" else blocker / "run"
+    refused = r"^run_dir: .*(is a file, not a directory|which is a file); choose another run_dir"
+    with pytest.raises(ConfigError, match=refused):
+        train(compose([*TINY, "train.max_steps=2", f"run_dir={target}"]))
+    assert blocker.read_text() == "mine"  # untouched
+    with pytest.raises(ConfigError, match=r"^runs_root: "):
+        train(compose([*TINY, "train.max_steps=2", f"runs_root={blocker}"]))
+
+
+def test_a_strategy_lightning_refuses_is_one_config_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"Lightning refuses train.strategy=fsdp accelerator=cpu .*GPU") as info:
+        train(
+            compose([*TINY, "train.max_steps=2", "train.strategy=fsdp", "train.accelerator=cpu", f"run_dir={tmp_path}"])
+        )
+    assert "\n" not in str(info.value)
