@@ -96,6 +96,10 @@ def run_study(
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {args.out}: {blocker} is a file, not a directory; choose another --out")
     try:
         _, _, n_not_done = run_study(
             args.out,

@@ -112,3 +112,17 @@ def test_quick_study_end_to_end_then_cached(tmp_path):
     assert "submitted 0 (local), skipped 18" in proc2.stdout
     assert second < 60 and second < first / 2, (first, second)
     assert json.loads((directory / "fit.json").read_text()) == fit  # same runs, same seed: the same fit
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_study_out_that_is_a_file_is_one_line_before_any_run(tmp_path, capsys, under):
+    from llada_lightning.cli import main
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("mine")
+    out = blocker / "sub" if under else blocker
+    assert main(["study", "--quick", "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert captured.out == "" and len(err) == 1 and "is a file, not a directory; choose another --out" in err[0]
+    assert blocker.read_text() == "mine"
