@@ -1,7 +1,7 @@
 """Reproducibility, measured: the same run config and seed trained several ways, compared bit for bit.
 
-    .venv/bin/python benchmarks/bench_reproducibility.py            # the two cheapest runs of cpu-isoflop
-    .venv/bin/python benchmarks/bench_reproducibility.py --run llada-m18k-6e10 --run arm-m18k-6e10
+    .venv/bin/python benchmarks/bench_reproducibility.py            # the two cheapest runs of the study design
+    .venv/bin/python benchmarks/bench_reproducibility.py --run llada-m19k-6e10 --run arm-m19k-6e10
 
 Each variant trains the run from scratch in a fresh process: twice with 1 torch thread (run to run), once with 2
 threads, and once with ATEN_CPU_CAPABILITY=default (PyTorch's non-vectorised CPU kernels, a stand-in for a CPU
@@ -54,16 +54,17 @@ def train_variant(overrides: list[str], threads: int, env: dict[str, str], run_d
     return json.loads(line[len("RESULT ") :])
 
 
-def runs_of(spec: str, names: list[str]) -> list:
-    from llada_lightning.sweep import load_spec
-    from llada_lightning.sweep.spec import expand
+def runs_of(design: str, names: list[str]) -> list:
+    """Runs of a study design (all its cells, placed or provisional, as `llada study --dry-run` lists them)."""
+    from llada_lightning.study import Study, load_design
 
-    runs = expand(load_spec(spec))
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = [p.run for p in Study(load_design(design), Path(tmp)).plan()]
     if names:
         chosen = [r for r in runs if r.name in names]
         missing = set(names) - {r.name for r in chosen}
         if missing:
-            raise SystemExit(f"no run named {sorted(missing)} in {spec}; runs: {[r.name for r in runs]}")
+            raise SystemExit(f"no run named {sorted(missing)} in {design}; runs: {[r.name for r in runs]}")
         return chosen
     cheapest = {}
     for r in sorted(runs, key=lambda r: r.flops("6N")):
@@ -99,15 +100,15 @@ print(json.dumps(fit_study(Table(rows), n_bootstrap=200, parametric_starts=COARS
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--spec", default="cpu-isoflop")
-    ap.add_argument("--run", action="append", default=[], help="run name(s) of the spec (default: the cheapest)")
+    ap.add_argument("--design", default="isoflop", help="a study design (name or YAML file)")
+    ap.add_argument("--run", action="append", default=[], help="run name(s) of the design (default: the cheapest)")
     args = ap.parse_args()
     import torch
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {platform.platform()}")
     print(f"{'run':<36} {'variant':<30} {'val_loss':>18} {'same loss':>9} {'same weights':>12} {'rel. diff':>10}")
     with tempfile.TemporaryDirectory() as tmp:
-        for run in runs_of(args.spec, args.run):
+        for run in runs_of(args.design, args.run):
             first = None
             for i, (label, threads, env) in enumerate(VARIANTS):
                 out = train_variant(run.overrides, threads, env, Path(tmp) / f"{run.name}-{i}")

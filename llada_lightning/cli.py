@@ -169,9 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
     from llada_lightning.inference.cli import register as register_inference
     from llada_lightning.scaling.cli import register as register_scaling
+    from llada_lightning.study.cli import register_study
 
     register_inference(sub)
     register_scaling(sub)
+    register_study(sub)
     p = sub.add_parser(
         "runs", help="a table of the run directories under ROOT: status, objective, N, tokens, FLOPs, loss"
     )

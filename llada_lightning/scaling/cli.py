@@ -1,4 +1,4 @@
-"""`llada scaling collect|fit|plot` and `llada study` (registered into the main parser by `register`).
+"""`llada scaling collect|fit|plot` (registered into the main parser by `register`).
 
     llada scaling collect SWEEP_DIR_OR_CSV [--out DIR] [--json]   -> DIR/points.csv (+ the report of excluded runs)
     llada scaling fit     SWEEP_DIR_OR_CSV [--out DIR] [--json]   -> DIR/points.csv, DIR/fit.json (+ a summary)
@@ -303,6 +303,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "plot":
             q.add_argument("--fit", help="draw this fit.json instead of fitting again")
         q.set_defaults(func=func)
-    from llada_lightning.scaling.study_cli import register_study
-
-    register_study(sub)

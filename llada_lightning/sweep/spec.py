@@ -158,7 +158,7 @@ def readable_name(assignment: dict[str, Any], cfg: RunConfig) -> str:
         parts.append(_format_value(float(cfg.train.flops_budget)))
     skip = {"objective", "objective.name", "model", "model.name", "train.flops_budget"}
     for key, value in assignment.items():
-        if key not in skip:
+        if key not in skip and not (key.startswith("model.") and "model.name" in assignment):  # the name says it
             parts.append(f"{key.rsplit('.', 1)[-1]}{_format_value(value)}")
     return "-".join(p.replace("/", "_") for p in parts)
 

@@ -187,7 +187,7 @@ def test_exit_status_through_the_real_command(tmp_path):
 
 def test_cli_module_stays_light():
     code = (
-        "import sys, llada_lightning.scaling.cli, llada_lightning.scaling.study_cli; "
+        "import sys, llada_lightning.scaling.cli, llada_lightning.study.cli; "
         "bad = [m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules]; assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

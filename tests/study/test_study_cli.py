@@ -89,7 +89,7 @@ def test_quick_study_end_to_end_then_cached(tmp_path):
     out = tmp_path / "study"
     proc, first = study(out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    directory = out / "cpu-isoflop-quick"
+    directory = out / "isoflop-quick"
     assert "submitted 18 (local)" in proc.stdout
     assert len(list(directory.glob("*/result.json"))) == 18
     for name in FIGURES:

@@ -1,0 +1,148 @@
+"""Study designs: which runs a study trains, from a few parameters; registered by name in `DESIGNS`.
+
+A design is a dataclass of JSON-able parameters (a YAML file names its design and sets any of them:
+`design: isoflop` then `budgets: [...]`, `widths: [...]`, ...). It turns those parameters, plus the windows placed
+so far (`placement.py`), into sweep rows: one dict of config keys per run, which `sweep/` launches and tracks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from llada_lightning.config.errors import ConfigError
+
+DESIGNS: dict[str, type[Design]] = {}
+
+
+def register(name: str) -> Callable[[type[Design]], type[Design]]:
+    """Class decorator: make a design available as `llada study NAME` and `design: NAME` in a YAML file."""
+
+    def add(cls: type[Design]) -> type[Design]:
+        cls.kind = name
+        DESIGNS[name] = cls
+        return cls
+
+    return add
+
+
+@dataclasses.dataclass
+class Design:
+    """The parameters every design has; subclasses add theirs and implement `cells`, `rows` and `place`."""
+
+    kind: ClassVar[str] = ""
+    QUICK: ClassVar[dict[str, Any]] = {}  # the parameters `--quick` replaces: a smoke test of about a minute
+
+    name: str = "study"  # the study's directory: <out>/<name>/
+    objectives: list[str] = dataclasses.field(default_factory=lambda: ["llada", "arm"])
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
+    base: list[str] = dataclasses.field(default_factory=list)  # run overrides shared by every run
+
+    def params(self) -> dict[str, Any]:
+        """The design's parameters, JSON-able: what `study.json` records and a relaunch compares."""
+        return {"design": self.kind, **dataclasses.asdict(self)}
+
+    def validate(self, source: str) -> None:
+        """A one-line ConfigError naming `source` and the parameter when a value cannot work."""
+        if not self.name or "/" in self.name or self.name.startswith("."):
+            raise ConfigError(f"{source}: name={self.name!r} must be a plain directory name")
+        if not self.objectives or len(set(self.objectives)) != len(self.objectives):
+            raise ConfigError(f"{source}: objectives={self.objectives} must be a non-empty list without repeats")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or not all(isinstance(s, int) for s in self.seeds):
+            raise ConfigError(f"{source}: seeds={self.seeds} must be a non-empty list of distinct integers")
+        if not isinstance(self.base, list) or not all(isinstance(b, str) and "=" in b for b in self.base):
+            raise ConfigError(f"{source}: base must be a list of key=value run overrides")
+
+    def cells(self) -> list[tuple[str, float]]:
+        """The (objective, budget) cells of the study, in launch order."""
+        raise NotImplementedError
+
+    def rows(self, windows: dict[str, list[Any]]) -> list[dict[str, Any]]:
+        """Sweep rows (config key -> value) of every placed cell; `windows` maps a cell key to its sizes."""
+        raise NotImplementedError
+
+    def provisional(self, windows: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        """Windows for every cell, those not placed yet guessed (for `--dry-run`); default: the placed ones."""
+        return windows
+
+    def place(self, windows: dict[str, list[Any]], finished: Any) -> tuple[dict[str, list[Any]], list[str]]:
+        """Windows for the cells that can be placed now (given the table of finished runs), and notes."""
+        raise NotImplementedError
+
+
+def cell_key(objective: str, budget: float) -> str:
+    """The key of one (objective, budget) cell in `study.json`: `llada@6e+11`."""
+    return f"{objective}@{budget:.6g}"
+
+
+def _fields(cls: type[Design]) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+def build(kind: str, params: dict[str, Any], source: str) -> Design:
+    """The design `kind` with `params`: a one-line error for an unknown design or parameter, or a bad value."""
+    if kind not in DESIGNS:
+        raise ConfigError(f"{source}: no such study design {kind!r}; choose one of: {', '.join(sorted(DESIGNS))}")
+    cls = DESIGNS[kind]
+    unknown = sorted(set(params) - _fields(cls))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown parameter(s) {unknown} of design {kind}; valid: {', '.join(sorted(_fields(cls)))}"
+        )
+    try:
+        design = cls(**params)
+    except TypeError as err:
+        raise ConfigError(f"{source}: {err}") from err
+    design.validate(source)
+    return design
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors and friends: the file and the first line, not a traceback
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]}); fix the file") from exc
+    if not isinstance(raw, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping (design: NAME, then its parameters)")
+    return OmegaConf.to_container(raw, resolve=True)  # type: ignore[return-value]
+
+
+def load_design(ref: str | None = None, *, quick: bool = False, sets: Sequence[str] = ()) -> Design:
+    """A design by registered name (default `isoflop`) or YAML file; `quick` applies the design's QUICK preset;
+    `sets` are `param=value` strings (`--set budgets=[1e11,3e11]`), parsed as YAML values."""
+    from llada_lightning.study import isoflop  # noqa: F401  (registers the built-in designs)
+
+    ref = ref or "isoflop"
+    path = Path(ref)
+    if ref.endswith((".yaml", ".yml")):
+        if not path.is_file():
+            raise ConfigError(f"study design {ref}: no such file")
+        params = _read_yaml(path)
+        kind = str(params.pop("design", "") or "")
+        if not kind:
+            raise ConfigError(f"{path}: names no design (add `design: NAME`, one of: {', '.join(sorted(DESIGNS))})")
+        source = str(path)
+    else:
+        kind, params, source = ref, {}, f"study design {ref}"
+        if kind not in DESIGNS:
+            raise ConfigError(f"no such study design {ref!r}; choose one of: {', '.join(sorted(DESIGNS))} (or a .yaml)")
+    if quick:
+        params = {**params, **DESIGNS[kind].QUICK}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"--set {item!r}: write PARAM=VALUE (e.g. --set budgets=[1e11,3e11])")
+        params[key] = _yaml_value(value)
+    return build(kind, params, source)
+
+
+def _yaml_value(text: str) -> Any:
+    """A `--set` value as YAML reads it, with OmegaConf's loader (which reads `1e9` as a number, as config files do)."""
+    try:
+        return OmegaConf.to_container(OmegaConf.create(f"v: {text}"), resolve=True)["v"]  # type: ignore[index]
+    except Exception as err:  # omegaconf's and yaml's errors
+        raise ConfigError(f"--set value {text!r} is not valid YAML ({str(err).splitlines()[0]})") from err
