@@ -57,21 +57,24 @@ class IsoFLOPDesign(Design):
     }
 
     name: str = "isoflop"
-    budgets: list[float] = dataclasses.field(default_factory=lambda: [6e10, 2e11, 6e11])
+    # 5 budgets over 1.5 decades (x2.4 apart), 5 sizes each: what a 15-minute main job on 2 cores affords
+    budgets: list[float] = dataclasses.field(default_factory=lambda: [4e9, 9.6e9, 2.3e10, 5.5e10, 1.3e11])
     convention: str = "6N"  # the convention of `budgets` (C = 6 N D for 6N; flops.py)
-    widths: list[int] = dataclasses.field(default_factory=lambda: [12, 16, 24, 32, 48, 64])
+    widths: list[int] = dataclasses.field(default_factory=lambda: [8, 12, 16, 24, 32, 48, 64])  # N x1.8-2.2 apart
     n_layers: int = 2
     n_heads: int = 2
     ffn_multiple: int = 4
-    sizes_per_budget: int = 4
+    sizes_per_budget: int = 5  # a window spans ~16x in N: curvature well above the ~0.025-nat noise of a run
     placement: str = "auto"
     prior_exponent: float = 0.5  # N* ~ C^a before two budgets have vertices (Chinchilla: a ~ 0.5)
-    first_centre: int | None = None  # the width at the centre of the smallest budget's window (None: the middle)
+    first_centre: int | None = (
+        None  # the width at the centre of the smallest budget's window (None: the smallest widths)
+    )
     base: list[str] = dataclasses.field(
         default_factory=lambda: [
             "model=cpu-0.1m",
-            "data.vocab_size=1024",
-            "model.vocab_size=1024",
+            "data.vocab_size=512",  # a tiny model's step is ~20 ms flat at 1024, ~14 ms at 512 (timing.py)
+            "model.vocab_size=512",
             "data.seq_len=64",
             "train.batch_size=16",
             "train.lr=3e-3",
@@ -103,7 +106,10 @@ class IsoFLOPDesign(Design):
                 "(a parabola needs 3 sizes; the ladder has that many widths)"
             )
         if self.first_centre is not None and self.first_centre not in self.widths:
-            raise ConfigError(f"{source}: first_centre={self.first_centre} is not one of the widths {self.widths}")
+            raise ConfigError(
+                f"{source}: first_centre={self.first_centre} is not one of the widths {self.widths}; set it to one "
+                "of them (--set first_centre=W), or to null for the smallest widths"
+            )
         if not 0 < self.prior_exponent <= 1:
             raise ConfigError(f"{source}: prior_exponent={self.prior_exponent} must lie in (0, 1]")
         for key in ("n_layers", "n_heads", "ffn_multiple"):
@@ -150,8 +156,9 @@ class IsoFLOPDesign(Design):
 
     # -- placement -----------------------------------------------------------------------------------------------
     def _first_window(self) -> list[int]:
-        centre = self.first_centre or self.widths[len(self.widths) // 2]
-        idx, _ = window(self.ladder(), float(self.n_params(centre)), self.sizes_per_budget)
+        if self.first_centre is None:  # the bottom of the ladder: the optimum only grows with the budget
+            return list(self.widths[: self.sizes_per_budget])
+        idx, _ = window(self.ladder(), float(self.n_params(self.first_centre)), self.sizes_per_budget)
         return [self.widths[i] for i in idx]
 
     def place(

@@ -12,8 +12,8 @@ import statistics
 import time
 from typing import Any
 
-FRAMEWORK_RATIO = 0.88  # bare / `llada train` step time on the study's smallest model (bench_train.py)
-STARTUP_S = 6.0  # a run's fixed cost on this class of machine: interpreter, imports, data, validation, checkpoint
+FRAMEWORK_RATIO = 0.95  # bare / `llada train` step time of the study's models (benchmarks/bench_train.py: 0.91-0.99)
+STARTUP_S = 3.0  # a run's fixed cost, forked from the preloaded local worker: data, validation, checkpoint, result
 
 
 def step_time(cfg: Any, *, threads: int = 1, steps: int = 6, warmup: int = 2) -> float:

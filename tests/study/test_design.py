@@ -37,7 +37,7 @@ def test_registry_and_loading(tmp_path):
         ("isoflop", ["placement=somewhere"], None, "placement='somewhere'"),
         ("isoflop", ["colour=blue"], None, "unknown parameter(s) ['colour']"),
         ("isoflop", ["budgets"], None, "write PARAM=VALUE"),
-        ("isoflop", ["widths=[16, 24, 32, 33]"], None, "width 33"),
+        ("isoflop", ["widths=[16, 24, 32, 33]", "sizes_per_budget=3"], None, "width 33"),
         ("isoflop", ["base=[model.vocab_size=0]"], None, "model.vocab_size"),
         ("FILE", [], "name: x\n", "names no design"),
         ("FILE", [], "design: isoflop\nbudgets: [1e9\n", "not valid YAML"),
