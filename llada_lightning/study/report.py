@@ -98,9 +98,10 @@ def report(
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no such study directory; launch the study first (llada study ...)")
     table = collect(directory, verbose=False)
-    run_dirs = {str(r.run_dir) for r in runs}
-    stale = [row for row in table.rows if row["run_dir"] not in run_dirs]
-    table.rows = [row for row in table.rows if row["run_dir"] in run_dirs]
+    run_dirs = {str(Path(r.run_dir).resolve()) for r in runs}  # the study's runs: absolute; `directory`: maybe not
+    mine = [str(Path(row["run_dir"]).resolve()) in run_dirs for row in table.rows]
+    stale = [row for row, keep in zip(table.rows, mine, strict=True) if not keep]
+    table.rows = [row for row, keep in zip(table.rows, mine, strict=True) if keep]
     print(table.report(), file=stream)
     if stale:
         print(

@@ -76,3 +76,20 @@ def test_dry_run_estimates_wall_time_from_measured_steps(tmp_path):
     out = io.StringIO()
     dry_run(tiny_study(tmp_path), measure=True, out=out)
     assert "wall with 2 at once" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_report_of_a_study_under_a_relative_out_covers_its_runs(tmp_path, monkeypatch):
+    """`llada study` defaults to the relative `runs/study`: the report must still recognise the study's runs."""
+    from pathlib import Path
+
+    from llada_lightning.study.report import report
+
+    monkeypatch.chdir(tmp_path)
+    study = Study(load_design("isoflop", sets=TINY), Path("runs/study"), executor="debug", stream=io.StringIO())
+    runs, _ = study.launch()
+    out = io.StringIO()
+    fit, files = report(study.directory, runs, n_bootstrap=0, parametric=False, stream=out)
+    assert "ignored" not in out.getvalue()
+    assert fit["n_runs"] == 9 and files["fit"].is_file()
+    assert len(fit["flop_conventions"]["cells"]) == 3  # every budget, both conventions side by side
