@@ -12,7 +12,7 @@ import statistics
 import time
 from typing import Any
 
-FRAMEWORK_RATIO = 0.95  # bare / `llada train` step time of the study's models (benchmarks/bench_train.py: 0.91-0.99)
+FRAMEWORK_RATIO = 0.95  # bare / `llada train` step time of the study's models (bench_train.py: 0.90-0.96)
 STARTUP_S = 3.0  # a run's fixed cost, forked from the preloaded local worker: data, validation, checkpoint, result
 
 
