@@ -78,8 +78,10 @@ def window(ladder: Sequence[float], centre: float, size: int) -> tuple[list[int]
     best = min(starts, key=lambda s: (abs((logs[s] + logs[s + size - 1]) / 2 - math.log(centre)), s))
     lo, hi = logs[best], logs[best + size - 1]
     mid_gap = (hi - lo) / (2 * max(1, size - 1))  # half a step: a centre further out is not bracketed evenly
-    clipped = (
-        math.log(centre) < lo + (hi - lo) / 2 - mid_gap * 1.0001 or math.log(centre) > (lo + hi) / 2 + mid_gap * 1.0001
-    )
-    clipped = clipped and (best == 0 or best == n - size)
+    mid, c = (lo + hi) / 2, math.log(centre)
+    # stopped at an end: the centre lies beyond it by more than half a step (not merely between two windows of a
+    # ladder whose steps differ)
+    below = best == 0 and c < mid - mid_gap * 1.0001
+    above = best == n - size and c > mid + mid_gap * 1.0001
+    clipped = below or above
     return list(range(best, best + size)), bool(clipped)

@@ -48,3 +48,10 @@ def test_window_is_centred_on_the_prediction_and_says_when_it_hits_an_end():
     assert idx == [0, 1, 2, 3, 4] and not clipped
     idx, clipped = window(LADDER, 1e6, 3)
     assert idx == [5, 6, 7] and clipped
+    # an uneven ladder (the isoflop design's): a centre above the lowest window's middle, nearer it than the next
+    # window's, is not beyond the smallest size
+    uneven = [2088, 4668, 8272, 18552, 32928, 73968, 131392]
+    idx, clipped = window(uneven, 11.9e3, 5)
+    assert idx == [0, 1, 2, 3, 4] and not clipped
+    idx, clipped = window(uneven, 3e3, 5)
+    assert idx == [0, 1, 2, 3, 4] and clipped
