@@ -12,6 +12,12 @@ def warmup_steps(total_steps: int, fraction: float, min_steps: int) -> int:
     return min(total_steps, max(min_steps, round(fraction * total_steps)))
 
 
+def branch_step(total_steps: int, decay_fraction: float) -> int:
+    """The WSD step at which the decay starts: the LR is at its peak (after warmup) for every step before it."""
+    # the decay spans the final decay_fraction of steps (Hu et al. 2024, MiniCPM; Hägele et al. 2024, arXiv 2405.18392)
+    return total_steps - max(1, round(decay_fraction * total_steps))
+
+
 def lr_multiplier(
     step: int,
     *,
@@ -32,8 +38,8 @@ def lr_multiplier(
         # cosine decay from 1 to min_ratio (Loshchilov & Hutter 2017; SMDM decays to 10%)
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
     if schedule == "wsd":
-        decay = max(1, round(decay_fraction * total_steps))
-        start = total_steps - decay
+        start = branch_step(total_steps, decay_fraction)
+        decay = total_steps - start
         if step < start:
             return 1.0
         progress = min(1.0, (step - start) / decay)

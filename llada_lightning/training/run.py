@@ -27,6 +27,7 @@ from llada_lightning.data.tokenizer import first_line
 from llada_lightning.flops import total_steps
 from llada_lightning.io import atomic_write, atomic_write_text
 from llada_lightning.rundir import RunLock, RunResult, read_result, write_result
+from llada_lightning.training import trunk
 from llada_lightning.training.checkpoint import AtomicCheckpoint, check_readable, unreadable_checkpoint
 from llada_lightning.training.modules import BaseModule, build_module
 from llada_lightning.training.preemption import Preempted, PreemptionHandler
@@ -63,6 +64,7 @@ def build_trainer(cfg: RunConfig, run_dir: Path, steps: int) -> tuple[L.Trainer,
     rich = progress is not None and isinstance(progress, ProgressBar)
     if progress is not None:
         callbacks.append(progress)
+    callbacks.extend(trunk.callbacks(run_dir))  # a WSD shared trunk also saves a checkpoint at each branch step
     plugins: list[Any] = []
     if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
         from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -114,7 +116,7 @@ def _trainer(
 
 def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> RunResult:
     progress = module.progress_metrics(steps)
-    return RunResult(
+    result = RunResult(
         status="done",
         objective=cfg.objective.name,
         model=cfg.model.name,
@@ -138,6 +140,11 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
         wall_time_s=module.wall_time(),
         run_dir=str(run_dir),
     )
+    branch = trunk.branch_record(run_dir)
+    if branch:  # a WSD branch off a shared trunk: what it cost, and what an independent run would have
+        key = f"progress/flops_{cfg.train.flops_convention}"
+        result.extra.update(trunk.branch_flops(branch, lambda s: module.progress_metrics(s)[key], steps))
+    return result
 
 
 def train(cfg: RunConfig) -> RunResult:
@@ -209,6 +216,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
         )
     module = build_module(cfg)
     trainer, ckpt, preemption = build_trainer(cfg, run_dir, steps)
+    if rundir.is_rank_zero():
+        trunk.seed_branch(run_dir)  # a WSD branch's first start: its trunk's checkpoint becomes its last.ckpt
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
     if resume is not None:
         check_readable(resume)  # empty, truncated or foreign: one line, and the file is left as it is
