@@ -105,7 +105,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     if args.sweep_command == "launch":
         report = sweep.launch(
-            args.spec, executor=args.executor, dry_run=args.dry_run, overrides=args.overrides, wait=args.wait
+            args.spec,
+            executor=args.executor,
+            dry_run=args.dry_run,
+            overrides=args.overrides,
+            wait=args.wait,
+            share_trunks=args.share_trunks,
         )
         if args.wait and not args.dry_run:
             states = sweep.statuses(report.runs)
@@ -154,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--executor", default=None, help="slurm, local or debug (default: the cluster config's)")
     q.add_argument("--dry-run", action="store_true", help="print each run, its action and the total compute")
     q.add_argument("--wait", action="store_true", help="block until every submitted run has finished")
+    q.add_argument(
+        "--share-trunks",
+        action="store_true",
+        help="WSD runs differing only in budget branch off one shared trunk (as the spec's share_trunks: true)",
+    )
     q.add_argument("overrides", nargs="*", help="overrides for every run; name=/root=/cluster= for the sweep")
     q = sweep_sub.add_parser("status", help="a table of every run: state, step, latest val loss, job, log")
     q.add_argument("spec")

@@ -8,6 +8,9 @@
     <run_dir>/tokenizer.json       the tokenizer it was trained with
     <run_dir>/tensorboard/         TensorBoard event files
     <run_dir>/.lock                held (flock) by the one process training it
+    <run_dir>/trunk.json           a WSD shared trunk: the steps at which it saves branch checkpoints
+    <run_dir>/checkpoints/branch-<s>.ckpt   a trunk's full checkpoint at step s, where a budget's decay branches off
+    <run_dir>/branch.json          a WSD branch: its trunk's directory, its branch step, every branch step of the trunk
 
 Every module that reads or writes one of these goes through this module; `scaling/` may import it (no torch).
 """
@@ -40,6 +43,8 @@ LAST_CHECKPOINT = "last.ckpt"
 TOKENIZER = "tokenizer.json"
 TENSORBOARD = "tensorboard"
 LOCK = ".lock"
+TRUNK = "trunk.json"
+BRANCH = "branch.json"
 
 
 def config_path(run_dir: str | Path) -> Path:
@@ -56,6 +61,19 @@ def progress_path(run_dir: str | Path) -> Path:
 
 def job_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / JOB
+
+
+def trunk_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / TRUNK
+
+
+def branch_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / BRANCH
+
+
+def branch_checkpoint(trunk_dir: str | Path, step: int) -> Path:
+    """The checkpoint a WSD trunk saves at `step`, where one budget's decay branches off."""
+    return Path(trunk_dir) / CHECKPOINTS / f"branch-{int(step)}.ckpt"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -188,6 +206,25 @@ def read_result(run_dir: str | Path) -> RunResult | None:
     """The run's result record, or None when there is none or it does not parse (a reader reports that)."""
     data = read_record(result_path(run_dir))
     return None if data is None else RunResult.from_dict(data)
+
+
+def trunk_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """A WSD trunk's record (`{"branch_steps": [...]}`), or None if `run_dir` is not a trunk."""
+    return read_record(trunk_path(run_dir))
+
+
+def branch_record(run_dir: str | Path) -> dict[str, Any] | None:
+    """A WSD branch's record (`{"trunk": dir, "step": s, "branch_steps": [...]}`), or None."""
+    return read_record(branch_path(run_dir))
+
+
+def write_trunk_record(run_dir: str | Path, branch_steps: list[int]) -> None:
+    atomic_write_json(trunk_path(run_dir), {"branch_steps": sorted({int(s) for s in branch_steps})})
+
+
+def write_branch_record(run_dir: str | Path, trunk_dir: str | Path, step: int, branch_steps: list[int]) -> None:
+    record = {"trunk": str(Path(trunk_dir).resolve()), "step": int(step), "branch_steps": sorted(branch_steps)}
+    atomic_write_json(branch_path(run_dir), record)
 
 
 def write_result(run_dir: str | Path, result: RunResult) -> None:

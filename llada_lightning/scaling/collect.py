@@ -125,6 +125,12 @@ def _row_from_result(res: RunResult, run_dir: Path, convention: str | None, para
     return row
 
 
+def _under(root: Path, name: str) -> list[Path]:
+    """Files called `name` below `root`, outside hidden directories (a sweep's `.trunks/`, `.submitit/`): a WSD
+    shared trunk is not a run of the study, its branches are."""
+    return sorted(p for p in root.glob(f"**/{name}") if not any(x.startswith(".") for x in p.relative_to(root).parts))
+
+
 def collect(
     sweep_dir: str | Path,
     *,
@@ -147,7 +153,7 @@ def collect(
         raise ValueError(f"params must be 'nonemb' or 'total', got {params!r}")
     rows: list[dict] = []
     vocab: list[float] = []
-    for path in sorted(root.glob(f"**/{RESULT}")):
+    for path in _under(root, RESULT):
         run_dir = path.parent
         try:
             res = json.loads(path.read_text())
@@ -168,7 +174,7 @@ def collect(
                     row[key] = value
         rows.append(row)
         vocab.append(float(vocab_size) if vocab_size else _vocab_of(run_dir))
-    for cfg in sorted(root.glob(f"**/{RUN_CONFIG}")):
+    for cfg in _under(root, RUN_CONFIG):
         if (cfg.parent / RESULT).is_file():
             continue
         row = empty_row(cfg.parent)

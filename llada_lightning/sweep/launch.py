@@ -36,13 +36,24 @@ from llada_lightning.sweep.state import (
     run_status,
     slurm_states,
 )
+from llada_lightning.sweep.trunks import (
+    Trunk,
+    needs_trunk,
+    plan_trunks,
+    prepare_branch,
+    prepare_trunk,
+    trunk_dirs,
+    trunk_failure,
+    unshare,
+)
 
 
 @dataclass
 class LaunchReport:
     runs: list[Run]
     actions: dict[str, str] = field(default_factory=dict)  # signature -> submit | skip: done | skip: running
-    submitted: dict[str, str] = field(default_factory=dict)  # signature -> job id
+    submitted: dict[str, str] = field(default_factory=dict)  # signature -> job id (runs and trunks)
+    trunks: list[Trunk] = field(default_factory=list)  # with share_trunks: the WSD trunks of the runs
 
 
 @dataclass
@@ -54,6 +65,7 @@ class SweepRun:
     run_dir: Path
     steps: int | None
     in_spec: bool = True  # False: launched with other overrides than the ones given now
+    trunk: bool = False  # a WSD shared trunk (in <sweep>/.trunks/), not a run of its own
 
 
 @contextmanager
@@ -65,11 +77,26 @@ def sweep_lock(directory: Path) -> Iterator[None]:
 
 
 def statuses(runs: Sequence[Run | SweepRun]) -> dict[str, RunStatus]:
-    """Every run's state, querying the scheduler once for all Slurm jobs."""
-    records = {r.signature: rundir.read_record(rundir.job_path(r.run_dir)) or {} for r in runs}
-    ids = [str(j["job_id"]) for j in records.values() if j.get("executor") == "slurm" and j.get("job_id")]
+    """Every run's state, querying the scheduler once for all Slurm jobs; a WSD branch that failed because its
+    trunk did says so in its `detail`."""
+    branch_of = {r.signature: Path(str(b["trunk"])) for r in runs if (b := rundir.branch_record(r.run_dir))}
+    dirs = [r.run_dir for r in runs] + sorted(set(branch_of.values()))
+    records = [rundir.read_record(rundir.job_path(d)) or {} for d in dirs]
+    ids = [str(j["job_id"]) for j in records if j.get("executor") == "slurm" and j.get("job_id")]
     slurm = slurm_states(ids)
-    return {r.signature: run_status(r.run_dir, slurm) for r in runs}
+    out = {r.signature: run_status(r.run_dir, slurm) for r in runs}
+    trunk_states = {d: run_status(d, slurm) for d in set(branch_of.values())}
+    for run in runs:
+        trunk_dir = branch_of.get(run.signature)
+        state = out[run.signature]
+        if trunk_dir is None or state.state in ("done", "running"):
+            continue
+        reason = trunk_failure(run.run_dir, trunk_states[trunk_dir].state, trunk_states[trunk_dir].detail)
+        if reason and state.state in ("failed", "cancelled"):
+            state.detail = reason
+        elif state.state == "queued" and not reason:
+            state.detail = f"waiting for trunk {trunk_dir.name} ({trunk_states[trunk_dir].state})"
+    return out
 
 
 def _config_dict(run: Run) -> dict[str, Any]:
@@ -84,7 +111,10 @@ def _prepare(run: Run) -> None:
         os.replace(rundir.result_path(run.run_dir), run.run_dir / f"result.failed.{int(time.time())}.json")
 
 
-def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name: str) -> dict[str, tuple[str, str]]:
+def _submit_slurm(
+    runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name: str, after: str = ""
+) -> dict[str, tuple[str, str]]:
+    """Submit `runs` as job arrays (one per device shape); `after`: a job id they wait for (`afterok`)."""
     import submitit
 
     out: dict[str, tuple[str, str]] = {}
@@ -94,6 +124,8 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
     for (devices, nodes), members in groups.items():
         executor = submitit.AutoExecutor(folder=spec_dir / ".submitit" / "%j", cluster="slurm")
         extra: dict[str, Any] = {"open_mode": "append", **cluster.sbatch}  # requeued segments append to the log
+        if after:  # a WSD branch starts once its trunk has finished; a failed trunk cancels it (not left pending)
+            extra.update(dependency=f"afterok:{after}", kill_on_invalid_dep="yes")
         params: dict[str, Any] = {
             "timeout_min": cluster.time_min,
             "nodes": nodes,
@@ -143,8 +175,11 @@ def _submit_slurm(runs: list[Run], spec_dir: Path, cluster: ClusterConfig, name:
 
 
 def _submit_local(
-    runs: list[Run], spec_dir: Path, cluster: ClusterConfig
+    runs: list[Run], spec_dir: Path, cluster: ClusterConfig, after: dict[str, dict[str, Any]] | None = None
 ) -> tuple[dict[str, tuple[str, str]], subprocess.Popen]:
+    """Queue `runs` on a detached worker; `after` maps a branch's signature to its trunk (`{"trunk", "step"}`):
+    the worker starts it once the trunk's checkpoint at that step exists."""
+    after = after or {}
     queue_dir = spec_dir / ".local"
     queue_dir.mkdir(parents=True, exist_ok=True)
     stamp = f"{time.time():.6f}"
@@ -156,7 +191,12 @@ def _submit_local(
         "parallel": cluster.parallel,
         "torch_threads": threads,
         "runs": [
-            {"run_dir": str(r.run_dir), "record": {**record, "job_id": f"local-{stamp}", "name": r.name}} for r in runs
+            {
+                "run_dir": str(r.run_dir),
+                "record": {**record, "job_id": f"local-{stamp}", "name": r.name},
+                **({"after": after[r.signature]} if r.signature in after else {}),
+            }
+            for r in runs
         ],
     }
     atomic_write_text(queue_file, json.dumps(payload))
@@ -183,12 +223,23 @@ def _submit_local(
 
 
 def _run_debug(runs: list[Run]) -> dict[str, tuple[str, str]]:
+    """Run each in this process, in order (trunks first); a branch whose trunk failed is marked failed."""
     from llada_lightning.sweep.job import run_job
 
     out = {}
     for run in runs:
         record = {"executor": "debug", "job_id": "debug", "name": run.name, "submitted": time.time()}
         atomic_write_json(rundir.job_path(run.run_dir), record)
+        trunk = rundir.branch_record(run.run_dir)
+        if trunk:
+            state = run_status(Path(str(trunk["trunk"])))
+            reason = trunk_failure(run.run_dir, state.state, state.detail)  # the trunk ran before it, here
+            if reason:
+                failure = rundir.RunResult(status="failed", run_dir=str(run.run_dir), error=reason, time=time.time())
+                rundir.write_result(run.run_dir, failure)
+                print(f"{run.name}: not started: {reason}", file=sys.stderr)
+                out[run.signature] = ("debug", "")
+                continue
         try:
             run_job(_config_dict(run))
         except Exception as exc:  # recorded in result.json by run_job; keep going with the others
@@ -219,8 +270,14 @@ def launch(
     overrides: Sequence[str] = (),
     wait: bool = False,
     out: Any = None,
+    share_trunks: bool = False,
 ) -> LaunchReport:
-    """Submit the runs of a sweep that are neither finished nor queued/running; print what was done."""
+    """Submit the runs of a sweep that are neither finished nor queued/running; print what was done.
+
+    With `share_trunks` (or the spec's `share_trunks: true`), WSD runs that differ only in their budget branch off
+    one shared trunk (sweep/trunks.py): a trunk is submitted when a branch still needs it, and each such branch
+    waits for it (a Slurm `afterok` dependency; the local worker's ordering).
+    """
     out = out or sys.stdout
     spec = load_spec(spec_path, overrides)
     cluster = load_cluster(spec.cluster, list(overrides))
@@ -229,35 +286,103 @@ def launch(
             raise ConfigError(f"--executor {executor!r} is not one of: {', '.join(EXECUTORS)}")
         cluster.executor = executor
     runs = expand(spec, [o for o in overrides if not o.startswith("cluster.")])
-    report = LaunchReport(runs=runs)
+    trunks = plan_trunks(runs, spec.directory) if (share_trunks or spec.share_trunks) else []
+    report = LaunchReport(runs=runs, trunks=trunks)
     worker: subprocess.Popen | None = None
     with sweep_lock(spec.directory):
-        states = statuses(runs)
+        states = statuses([*runs, *(t.run for t in trunks)])
         report.actions = plan(runs, states)
         todo = [r for r in runs if report.actions[r.signature].startswith("submit")]
+        trunk_todo, waits = _plan_trunks(trunks, {r.signature for r in todo}, states, report.actions)
         if dry_run:
-            print_plan(runs, report.actions, out)
+            print_plan([*(t.run for t in trunks), *runs], report.actions, out, trunks)
             return report
+        branch_of = {b.run.signature: (t, b) for t in trunks for b in t.branches}
         for run in todo:
             _prepare(run)
-        if todo:
+            if run.signature in branch_of:
+                prepare_branch(branch_of[run.signature][1], branch_of[run.signature][0])
+            else:
+                unshare(run)
+        for trunk in trunk_todo:
+            _prepare(trunk.run)
+            prepare_trunk(trunk)
+        jobs = [t.run for t in trunk_todo] + todo  # trunks first: the local worker and debug run them in order
+        if jobs:
             if cluster.executor == "slurm":
-                submitted = _submit_slurm(todo, spec.directory, cluster, spec.name)
+                submitted = _submit_slurm_with_trunks(jobs, trunk_todo, waits, states, spec, cluster)
             elif cluster.executor == "local":
-                submitted, worker = _submit_local(todo, spec.directory, cluster)
+                after = {sig: {"trunk": str(t.run.run_dir), "step": b.step} for sig, (t, b) in waits.items()}
+                submitted, worker = _submit_local(jobs, spec.directory, cluster, after)
             else:
                 submitted = {}
             report.submitted = {k: v[0] for k, v in submitted.items()}
-    if todo and cluster.executor == "debug":
-        report.submitted = {k: v[0] for k, v in _run_debug(todo).items()}
-    if wait and todo and cluster.executor == "local":
+    if jobs and cluster.executor == "debug":
+        report.submitted = {k: v[0] for k, v in _run_debug(jobs).items()}
+    if wait and jobs and cluster.executor == "local":
         assert worker is not None
         worker.wait()  # every run's process has exited (not only written its result)
     skipped = len(runs) - len(todo)
+    shared = f", {len(trunk_todo)} shared trunk(s)" if trunk_todo else ""
     print(
-        f"sweep {spec.name}: {len(runs)} runs, submitted {len(todo)} ({cluster.executor}), skipped {skipped}", file=out
+        f"sweep {spec.name}: {len(runs)} runs, submitted {len(todo)}{shared} ({cluster.executor}), skipped {skipped}",
+        file=out,
     )
     return report
+
+
+def _plan_trunks(
+    trunks: list[Trunk], todo: set[str], states: dict[str, RunStatus], actions: dict[str, str]
+) -> tuple[list[Trunk], dict[str, tuple[Trunk, Any]]]:
+    """Which trunks to submit (a branch to submit still needs it, and it is neither done nor active), and which
+    branches must wait for their trunk: signature -> (trunk, branch). Records each trunk's action."""
+    submit: list[Trunk] = []
+    waits: dict[str, tuple[Trunk, Any]] = {}
+    for trunk in trunks:
+        needing = [b for b in trunk.branches if b.run.signature in todo and needs_trunk(b, trunk)]
+        state = states[trunk.run.signature].state
+        if not needing:
+            actions[trunk.run.signature] = f"skip: {'done' if state == 'done' else 'not needed'}"
+            continue
+        if state == "done":  # finished, yet a branch's checkpoint is missing: the branch says so when it starts
+            actions[trunk.run.signature] = "skip: done"
+            continue
+        if state in ACTIVE:
+            actions[trunk.run.signature] = f"skip: {state}"
+        else:
+            actions[trunk.run.signature] = "submit" if state == "pending" else f"submit ({state})"
+            submit.append(trunk)
+        waits.update({b.run.signature: (trunk, b) for b in needing})
+    return submit, waits
+
+
+def _submit_slurm_with_trunks(
+    jobs: list[Run],
+    trunk_todo: list[Trunk],
+    waits: dict[str, tuple[Trunk, Any]],
+    states: dict[str, RunStatus],
+    spec: SweepSpec,
+    cluster: ClusterConfig,
+) -> dict[str, tuple[str, str]]:
+    """Trunks first, then each trunk's waiting branches as an array that depends on it, then the rest."""
+    submitted: dict[str, tuple[str, str]] = {}
+    trunk_sigs = {t.run.signature for t in trunk_todo}
+    if trunk_todo:
+        submitted.update(_submit_slurm([t.run for t in trunk_todo], spec.directory, cluster, spec.name))
+    groups: dict[str, list[Run]] = {}
+    for run in jobs:
+        if run.signature in trunk_sigs:
+            continue
+        after = ""
+        if run.signature in waits:
+            trunk = waits[run.signature][0]
+            sig = trunk.run.signature
+            job_id = submitted[sig][0] if sig in submitted else states[sig].job_id
+            after = job_id if job_id[:1].isdigit() else ""  # a trunk running elsewhere: its checkpoint may exist
+        groups.setdefault(after, []).append(run)
+    for after, members in groups.items():
+        submitted.update(_submit_slurm(members, spec.directory, cluster, spec.name, after=after))
+    return submitted
 
 
 def wait_for(runs: Sequence[Run], poll_s: float = 1.0, timeout_s: float | None = None) -> dict[str, RunStatus]:
@@ -272,31 +397,54 @@ def wait_for(runs: Sequence[Run], poll_s: float = 1.0, timeout_s: float | None =
         time.sleep(poll_s)
 
 
-def print_plan(runs: Sequence[Run], actions: dict[str, str], out: Any) -> None:
+def print_plan(runs: Sequence[Run], actions: dict[str, str], out: Any, trunks: Sequence[Trunk] = ()) -> None:
+    """One row per run (and trunk) with its steps, tokens, compute and action; then the totals."""
     print(
         f"{'name':<28} {'signature':<11} {'steps':>7} {'tokens':>11} {'FLOPs(6N)':>10} {'FLOPs(full)':>11}  action",
         file=out,
     )
+    trunk_sigs = {t.run.signature for t in trunks}
     total = {"6N": 0.0, "full": 0.0}
     todo = {"6N": 0.0, "full": 0.0}
     for run in runs:
         f6, ff = run.flops("6N"), run.flops("full")
-        total["6N"] += f6
-        total["full"] += ff
-        if actions[run.signature].startswith("submit"):
-            todo["6N"] += f6
-            todo["full"] += ff
+        if run.signature not in trunk_sigs:  # the totals count what independent runs would cost
+            total["6N"] += f6
+            total["full"] += ff
+            if actions[run.signature].startswith("submit"):
+                todo["6N"] += f6
+                todo["full"] += ff
         print(
             f"{run.name:<28} {run.signature:<11} {run.steps:>7} {run.tokens:>11,} {f6:>10.3g} {ff:>11.3g}  "
             f"{actions[run.signature]}",
             file=out,
         )
-    n = sum(a.startswith("submit") for a in actions.values())
+    n = sum(a.startswith("submit") for sig, a in actions.items() if sig not in trunk_sigs)
     print(
         f"total compute: {total['6N']:.3g} FLOPs (6N), {total['full']:.3g} (full); "
         f"to submit: {n} runs, {todo['6N']:.3g} (6N), {todo['full']:.3g} (full)",
         file=out,
     )
+    if trunks:
+        shared = {c: _shared_cost(trunks, runs, c) for c in ("6N", "full")}
+        branches = sum(len(t.branches) for t in trunks)
+        print(
+            f"shared trunks: {len(trunks)} trunk(s) for {branches} runs; with them the sweep costs "
+            f"{shared['6N']:.3g} FLOPs (6N), {shared['full']:.3g} (full), "
+            f"{shared['6N'] / max(total['6N'], 1e-300):.0%} of the independent runs'",
+            file=out,
+        )
+
+
+def _shared_cost(trunks: Sequence[Trunk], runs: Sequence[Run], convention: str) -> float:
+    """The whole sweep's compute with shared trunks: each trunk once, each branch's decay, every other run."""
+    trunk_sigs = {t.run.signature for t in trunks}
+    decay = {b.run.signature: b.run.flops(convention) * (1 - b.step / b.run.steps) for t in trunks for b in t.branches}
+    cost = sum(t.run.flops(convention) for t in trunks)
+    for run in runs:
+        if run.signature not in trunk_sigs:
+            cost += decay.get(run.signature, run.flops(convention))
+    return cost
 
 
 def _run_overrides(overrides: Sequence[str]) -> list[str]:
@@ -328,10 +476,15 @@ def discover(directory: Path) -> list[SweepRun]:
 
 
 def sweep_runs(spec: SweepSpec, overrides: Sequence[str] = ()) -> list[SweepRun]:
-    """The spec's runs expanded with `overrides`, then every other run found in the sweep directory."""
+    """The spec's runs expanded with `overrides`, then every other run found in the sweep directory, then the
+    sweep's WSD shared trunks."""
     runs = [SweepRun(r.name, r.signature, r.run_dir, r.steps) for r in expand(spec, _run_overrides(overrides))]
     known = {r.signature for r in runs}
-    return runs + [r for r in discover(spec.directory) if r.signature not in known]
+    trunks = []
+    for path in trunk_dirs(spec.directory):
+        job = rundir.read_record(rundir.job_path(path)) or {}
+        trunks.append(SweepRun(str(job.get("name") or path.name), path.name, path, _run_steps(path), trunk=True))
+    return runs + [r for r in discover(spec.directory) if r.signature not in known] + trunks
 
 
 def status_table(spec_path: str, overrides: Sequence[str] = (), out: Any = None) -> dict[str, RunStatus]:
@@ -344,7 +497,8 @@ def status_table(spec_path: str, overrides: Sequence[str] = (), out: Any = None)
     counts: dict[str, int] = {}
     for run in runs:
         s = states[run.signature]
-        counts[s.state] = counts.get(s.state, 0) + 1
+        if not run.trunk:
+            counts[s.state] = counts.get(s.state, 0) + 1
         total = s.total if s.total is not None else run.steps
         step = f"{s.step if s.step is not None else '-'}/{total if total is not None else '-'}"
         loss = f"{s.val_loss:.4f}" if isinstance(s.val_loss, (int, float)) else "-"
@@ -354,6 +508,14 @@ def status_table(spec_path: str, overrides: Sequence[str] = (), out: Any = None)
             file=out,
         )
     print("  ".join(f"{k}: {v}" for k, v in sorted(counts.items())), file=out)
+    trunk_states = [states[r.signature].state for r in runs if r.trunk]
+    if trunk_states:
+        tally = "  ".join(f"{k}: {trunk_states.count(k)}" for k in sorted(set(trunk_states)))
+        print(f"shared trunks (in {spec.directory / '.trunks'}, not runs of their own): {tally}", file=out)
+    for run in runs:  # why a run failed (or waits), where the record says
+        s = states[run.signature]
+        if s.detail and s.state in ("failed", "cancelled", "queued") and s.detail != s.state.upper():
+            print(f"  {run.name}: {s.state}: {s.detail}", file=out)
     others = sum(not r.in_spec for r in runs)
     if others:
         print(

@@ -8,6 +8,10 @@ LLADA_WORKER_FORK=0). The worker itself never runs a torch operation, so each ch
 pools and generators untouched, as a fresh process would. Right before starting a run the worker re-reads
 its job.json under the sweep's lock (the one `llada sweep cancel` holds): a run cancelled since the launch, or
 taken over by a later launch (another job id), or whose job.json is gone, is skipped, never started.
+
+A WSD branch (an entry with `after: {"trunk": dir, "step": s}`) starts once its trunk has saved its checkpoint
+at step s (the trunk may still be running); if the trunk fails, is cancelled, or ends without that checkpoint,
+the branch is marked failed with the reason and never started.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from typing import Any
 
 from llada_lightning import rundir
 from llada_lightning.io import atomic_write_json
-from llada_lightning.sweep.state import LOCK, file_lock
+from llada_lightning.sweep.state import LOCK, file_lock, run_status
+from llada_lightning.sweep.trunks import trunk_failure
 
 
 def skip_reason(run: dict[str, Any]) -> str:
@@ -38,6 +43,35 @@ def skip_reason(run: dict[str, Any]) -> str:
     if str(job.get("job_id")) != str(run["record"].get("job_id")):
         return f"taken over by job {job.get('job_id')}"
     return ""
+
+
+def dependency(run: dict[str, Any]) -> tuple[str, str]:
+    """("ready", ""), ("wait", "") or ("failed", reason) for a queued run that may wait for a WSD trunk."""
+    after = run.get("after")
+    if not after:
+        return "ready", ""
+    run_dir = Path(run["run_dir"])
+    if rundir.branch_checkpoint(after["trunk"], after["step"]).is_file() or rundir.last_checkpoint(run_dir).is_file():
+        return "ready", ""
+    state = run_status(Path(after["trunk"]))
+    if state.state in ("queued", "running", "preempted", "unknown"):
+        return "wait", ""
+    reason = trunk_failure(run_dir, state.state, state.detail)
+    return ("failed", reason) if reason else ("failed", f"its trunk {Path(after['trunk']).name} is {state.state}")
+
+
+def fail_unstarted(run: dict[str, Any], reason: str, lock: Path) -> None:
+    """Record that a queued run will not start (its trunk failed), unless it was cancelled or taken over."""
+    if not lock.parent.is_dir():
+        return
+    with file_lock(lock):
+        if skip_reason(run):
+            return
+        run_dir = Path(run["run_dir"])
+        failure = rundir.RunResult(status="failed", run_dir=str(run_dir), error=reason, time=time.time())
+        rundir.write_result(run_dir, failure)
+        atomic_write_json(rundir.job_path(run_dir), {**run["record"], "not_started": reason})  # no worker_pid
+    print(f"{run['record'].get('name', run['run_dir'])}: not started: {reason}", flush=True)
 
 
 class ForkedRun:
@@ -182,12 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     active: list[subprocess.Popen | ForkedRun] = []
     failures = 0
     while pending or active:
-        while pending and len(active) < parallel:
-            proc = start_unless_cancelled(pending.pop(0), env, lock, fork)
-            if proc is not None:
-                active.append(proc)
-        if not active:
-            continue
+        waiting = []
+        for run in pending:  # in queue order (trunks first); a branch waits for its trunk's checkpoint
+            state, reason = dependency(run) if len(active) < parallel else ("wait", "")
+            if state == "wait":
+                waiting.append(run)
+            elif state == "failed":
+                fail_unstarted(run, reason, lock)
+                failures += 1
+            else:
+                proc = start_unless_cancelled(run, env, lock, fork)
+                if proc is not None:
+                    active.append(proc)
+        pending = waiting
         time.sleep(0.2)
         still = []
         for proc in active:

@@ -11,6 +11,7 @@ grid:                          # cartesian product, in this order
   model: [cpu-0.1m, cpu-0.4m]
 zip:                           # optional: groups of keys varied together (equal lengths), crossed with the grid
   - {train.lr: [3e-3, 1e-3], train.batch_size: [16, 32]}
+share_trunks: false            # true: WSD runs differing only in budget share one trunk (sweep/trunks.py)
 ```
 A budget axis derives each run's steps from its budget and model size: D = C / (FLOPs per token), in the
 convention `train.flops_convention` names (C = 6 N D for "6N").
@@ -33,7 +34,7 @@ from llada_lightning.config.schema import RunConfig
 from llada_lightning.config.signature import signature
 from llada_lightning.flops import flops_per_token, tokens_per_step, total_steps
 
-SPEC_KEYS = {"name", "root", "cluster", "base", "grid", "zip", "description"}
+SPEC_KEYS = {"name", "root", "cluster", "base", "grid", "zip", "description", "share_trunks"}
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Run:
     cfg: RunConfig
     signature: str
     run_dir: Path
+    assignment: dict[str, Any] = field(default_factory=dict)  # the spec's varied keys and their values here
 
     @property
     def steps(self) -> int:
@@ -67,6 +69,7 @@ class SweepSpec:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     zip: list[dict[str, list[Any]]] = field(default_factory=list)
     description: str = ""
+    share_trunks: bool = False  # WSD runs differing only in budget share one trunk (sweep/trunks.py)
 
     @property
     def directory(self) -> Path:
@@ -111,6 +114,9 @@ def load_spec(path_or_name: str | Path, overrides: Sequence[str] = ()) -> SweepS
         lengths = {len(v) if isinstance(v, list) else -1 for v in group.values()}
         if len(lengths) != 1 or -1 in lengths or 0 in lengths:
             raise _fail(str(path), f"zip group {sorted(group)} needs non-empty lists of equal length")
+    share = data.get("share_trunks", False)
+    if not isinstance(share, bool):
+        raise _fail(str(path), f"share_trunks must be true or false, not {share!r}")
     base = data.get("base") or []
     if not isinstance(base, list):
         raise _fail(str(path), "base must be a list of overrides (key=value)")
@@ -122,6 +128,7 @@ def load_spec(path_or_name: str | Path, overrides: Sequence[str] = ()) -> SweepS
         grid=grid,
         zip=zips,
         description=str(data.get("description", "")),
+        share_trunks=share,
     )
 
 
@@ -196,7 +203,7 @@ def expand(spec: SweepSpec, overrides: Sequence[str] = ()) -> list[Run]:
         seen[sig] = name
         run_dir = spec.directory / sig
         cfg.run_dir = str(run_dir.resolve())  # jobs may start in another working directory
-        runs.append(Run(name=name, overrides=run_overrides, cfg=cfg, signature=sig, run_dir=run_dir))
+        runs.append(Run(name, run_overrides, cfg, sig, run_dir, assignment))
     names = [r.name for r in runs]
     for run in runs:
         if names.count(run.name) > 1:

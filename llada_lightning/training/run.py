@@ -140,7 +140,7 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
         wall_time_s=module.wall_time(),
         run_dir=str(run_dir),
     )
-    branch = trunk.branch_record(run_dir)
+    branch = rundir.branch_record(run_dir)
     if branch:  # a WSD branch off a shared trunk: what it cost, and what an independent run would have
         key = f"progress/flops_{cfg.train.flops_convention}"
         result.extra.update(trunk.branch_flops(branch, lambda s: module.progress_metrics(s)[key], steps))

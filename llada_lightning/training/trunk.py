@@ -30,31 +30,6 @@ from lightning.pytorch.callbacks import Callback
 
 from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
-from llada_lightning.io import atomic_write_json
-
-TRUNK_FILE = "trunk.json"
-BRANCH_FILE = "branch.json"
-
-
-def trunk_record(run_dir: str | Path) -> dict[str, Any] | None:
-    return rundir.read_record(Path(run_dir) / TRUNK_FILE)
-
-
-def branch_record(run_dir: str | Path) -> dict[str, Any] | None:
-    return rundir.read_record(Path(run_dir) / BRANCH_FILE)
-
-
-def write_trunk_record(run_dir: str | Path, branch_steps: list[int]) -> None:
-    atomic_write_json(Path(run_dir) / TRUNK_FILE, {"branch_steps": sorted(set(branch_steps))})
-
-
-def write_branch_record(run_dir: str | Path, trunk_dir: str | Path, step: int, branch_steps: list[int]) -> None:
-    record = {"trunk": str(Path(trunk_dir).resolve()), "step": int(step), "branch_steps": sorted(branch_steps)}
-    atomic_write_json(Path(run_dir) / BRANCH_FILE, record)
-
-
-def branch_checkpoint(trunk_dir: str | Path, step: int) -> Path:
-    return rundir.checkpoint_dir(trunk_dir) / f"branch-{int(step)}.ckpt"
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -76,13 +51,13 @@ class BranchCheckpoints(Callback):
         self.steps = set(steps)
 
     def _missing(self, step: int) -> bool:
-        return step in self.steps and not branch_checkpoint(self.run_dir, step).is_file()
+        return step in self.steps and not rundir.branch_checkpoint(self.run_dir, step).is_file()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # resumed from a last.ckpt saved at a branch step whose branch checkpoint a kill prevented: the same state
         last = rundir.last_checkpoint(self.run_dir)
         if trainer.is_global_zero and self._missing(trainer.global_step) and last.is_file():
-            _copy_atomic(last, branch_checkpoint(self.run_dir, trainer.global_step))
+            _copy_atomic(last, rundir.branch_checkpoint(self.run_dir, trainer.global_step))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -90,7 +65,7 @@ class BranchCheckpoints(Callback):
         step = trainer.global_step
         if (batch_idx + 1) % trainer.accumulate_grad_batches or not self._missing(step):
             return
-        path = branch_checkpoint(self.run_dir, step)
+        path = rundir.branch_checkpoint(self.run_dir, step)
         tmp = path.with_name(f".{path.name}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
         trainer.save_checkpoint(tmp, weights_only=False)  # at a step boundary, as last.ckpt: resumable
@@ -101,7 +76,7 @@ class BranchCheckpoints(Callback):
 
 def callbacks(run_dir: Path) -> list[Callback]:
     """`[BranchCheckpoints]` for a trunk's run directory, else nothing."""
-    record = trunk_record(run_dir)
+    record = rundir.trunk_record(run_dir)
     if not record:
         return []
     return [BranchCheckpoints(run_dir, [int(s) for s in record.get("branch_steps", [])])]
@@ -109,11 +84,11 @@ def callbacks(run_dir: Path) -> list[Callback]:
 
 def seed_branch(run_dir: Path) -> None:
     """A branch that has no `last.ckpt` yet starts from its trunk's checkpoint at its branch step."""
-    record = branch_record(run_dir)
+    record = rundir.branch_record(run_dir)
     last = rundir.last_checkpoint(run_dir)
     if not record or last.is_file():
         return
-    source = branch_checkpoint(record["trunk"], record["step"])
+    source = rundir.branch_checkpoint(record["trunk"], record["step"])
     if not source.is_file():
         raise ConfigError(
             f"{run_dir} branches off trunk {record['trunk']} at step {record['step']}, but {source} does not exist; "

@@ -192,3 +192,59 @@ def test_two_launchers_at_the_same_moment_submit_each_run_once(tmp_path: Path) -
     jobs = {json.loads((r.run_dir / "job.json").read_text())["job_id"] for r in runs}
     assert len(jobs) == 4
     subprocess.run(["scancel", *{j.split("_")[0] for j in jobs}], check=False)
+
+
+WSD = [
+    "model=cpu-0.1m",
+    "data.seq_len=32",
+    "train.batch_size=4",
+    "train.ckpt_every_n_steps=5",
+    "train.val_every_n_steps=0",
+    "train.val_batches=1",
+    "train.lr_schedule=wsd",
+    "train.warmup_fraction=0",
+    "train.warmup_min_steps=2",
+]
+
+
+def test_shared_trunk_branches_depend_on_their_trunk_and_a_failed_trunk_fails_them(tmp_path: Path) -> None:
+    from llada_lightning.sweep.trunks import plan_trunks
+
+    grid = "  objective: [llada]\n  train.max_steps: [10, 20]"
+    spec = _spec(tmp_path, "wsd", WSD, grid)
+    broken_root = [f"root={tmp_path / 'broken'}"]
+    runs = launch(spec, dry_run=True, overrides=broken_root, out=io.StringIO()).runs
+    broken = plan_trunks(runs, tmp_path / "broken" / "wsd")
+    bad = rundir.last_checkpoint(broken[0].run.run_dir)
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a checkpoint")  # this sweep's trunk fails as it starts
+
+    report = launch(spec, executor="slurm", share_trunks=True, out=io.StringIO())
+    failing = launch(spec, executor="slurm", share_trunks=True, overrides=broken_root, out=io.StringIO())
+    independent = launch(
+        spec,
+        executor="local",
+        wait=True,
+        overrides=[f"root={tmp_path / 'alone'}", "cluster.parallel=2"],
+        out=io.StringIO(),
+    )
+    (trunk,) = report.trunks
+    trunk_id = report.submitted[trunk.run.signature]
+    scripts = list((tmp_path / "wsd" / ".submitit").glob("*/*_submission.sh"))
+    depending = [p for p in scripts if f"--dependency=afterok:{trunk_id}" in p.read_text()]
+    assert depending and all("--kill-on-invalid-dep=yes" in p.read_text() for p in depending)
+
+    states = wait_for([*report.runs, trunk.run], poll_s=2, timeout_s=400)
+    assert {s.state for s in states.values()} == {"done"}, states
+    alone = {r.signature: json.loads((r.run_dir / "result.json").read_text()) for r in independent.runs}
+    for sig, res in _results(report.runs).items():
+        assert res["val_loss"] == alone[sig]["val_loss"] and res["flops_spent"] < res["flops_independent"]
+
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        states = statuses(failing.runs)
+        if all(s.state == "failed" for s in states.values()):
+            break
+        time.sleep(2)
+    for s in states.values():
+        assert s.state == "failed" and f"its trunk {broken[0].run.signature} failed" in s.detail, s
