@@ -94,8 +94,10 @@ def statuses(runs: Sequence[Run | SweepRun]) -> dict[str, RunStatus]:
         reason = trunk_failure(run.run_dir, trunk_states[trunk_dir].state, trunk_states[trunk_dir].detail)
         if reason and state.state in ("failed", "cancelled"):
             state.detail = reason
-        elif state.state == "queued" and not reason:
-            state.detail = f"waiting for trunk {trunk_dir.name} ({trunk_states[trunk_dir].state})"
+        elif state.state == "queued" and trunk_states[trunk_dir].state in ACTIVE:
+            record = rundir.branch_record(run.run_dir) or {}
+            if not rundir.branch_checkpoint(trunk_dir, int(record.get("step", 0))).is_file():
+                state.detail = f"waiting for trunk {trunk_dir.name} ({trunk_states[trunk_dir].state})"
     return out
 
 

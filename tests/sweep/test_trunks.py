@@ -162,3 +162,13 @@ def test_cli_share_trunks_flag_plans_trunks_and_their_saving(tmp_path: Path, cap
     out = capsys.readouterr().out
     assert out.count("trunk-") == 2 and "shared trunks: 2 trunk(s) for 6 runs" in out
     assert not (tmp_path / "wsd" / TRUNKS).exists()  # a dry run writes nothing
+
+
+def test_debug_executor_runs_trunks_before_their_branches(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, steps="[6, 10]")
+    report = launch(spec, executor="debug", out=io.StringIO())
+    assert list(report.submitted)[:2] == [t.run.signature for t in report.trunks]
+    results = _results(report.runs)
+    assert len(results) == 4 and all(
+        r["status"] == "done" and r["flops_spent"] < r["flops_6N"] for r in results.values()
+    )
