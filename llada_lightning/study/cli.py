@@ -77,10 +77,19 @@ def dry_run(study, *, measure: bool = True, out=None) -> list:
     line = f"{len(planned)} runs; compute {total6:.3g} FLOPs (6N), {totalf:.3g} (full)"
     if est:
         serial = sum(est.values())
+        trunks = []
+        if study.design.shares_trunks:
+            from llada_lightning.study.timing import shared_estimate
+            from llada_lightning.sweep.trunks import plan_trunks
+
+            trunks = plan_trunks([p.run for p in planned], study.directory)
+            serial = shared_estimate([p.run for p in planned], est, trunks)
         line += (
             f"; estimated {_fmt_time(serial)} of run time, ~{_fmt_time(serial / study.parallel)} wall with "
             f"{study.parallel} at once x {study.threads} thread(s) (measured step times; an estimate)"
         )
+        if trunks:
+            line += f"; {len(trunks)} shared WSD trunks counted once"
     print(line, file=out)
     waiting = sum(not p.placed for p in planned)
     if waiting:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from omegaconf import DictConfig, OmegaConf
 
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.training.lr_schedule import LR_SCHEDULES
 
 DESIGNS: dict[str, type[Design]] = {}
 
@@ -41,6 +42,11 @@ class Design:
     objectives: list[str] = dataclasses.field(default_factory=lambda: ["llada", "arm"])
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
     base: list[str] = dataclasses.field(default_factory=list)  # run overrides shared by every run
+    # WSD, not cosine: no worse at equal (N, D) on this machine (experiments/wsd-vs-cosine), and its runs of one
+    # size share their stable phase (sweep/trunks.py; Hägele et al. 2024, arXiv 2405.18392)
+    lr_schedule: str = "wsd"
+    warmup_steps: int = 10  # fixed in steps, for every run and schedule (WSD branches must share it)
+    share_trunks: bool = True  # with lr_schedule=wsd: runs differing only in budget branch off one trunk
 
     def params(self) -> dict[str, Any]:
         """The design's parameters, JSON-able: what `study.json` records and a relaunch compares."""
@@ -56,6 +62,25 @@ class Design:
             raise ConfigError(f"{source}: seeds={self.seeds} must be a non-empty list of distinct integers")
         if not isinstance(self.base, list) or not all(isinstance(b, str) and "=" in b for b in self.base):
             raise ConfigError(f"{source}: base must be a list of key=value run overrides")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"{source}: lr_schedule={self.lr_schedule!r} is not one of: {', '.join(LR_SCHEDULES)}")
+        if not isinstance(self.warmup_steps, int) or isinstance(self.warmup_steps, bool) or self.warmup_steps < 0:
+            raise ConfigError(f"{source}: warmup_steps={self.warmup_steps!r} must be a non-negative integer")
+        if not isinstance(self.share_trunks, bool):
+            raise ConfigError(f"{source}: share_trunks={self.share_trunks!r} must be true or false")
+
+    @property
+    def shares_trunks(self) -> bool:
+        """Whether the study's sweep shares WSD trunks (`share_trunks` applies to the WSD schedule only)."""
+        return self.share_trunks and self.lr_schedule == "wsd"
+
+    def schedule_overrides(self) -> list[str]:
+        """The run overrides of the LR schedule: after `base`, so the design's parameters decide it."""
+        return [
+            f"train.lr_schedule={self.lr_schedule}",
+            "train.warmup_fraction=0",
+            f"train.warmup_min_steps={self.warmup_steps}",
+        ]
 
     def cells(self) -> list[tuple[str, float]]:
         """The (objective, budget) cells of the study, in launch order."""

@@ -143,7 +143,14 @@ class IsoFLOPDesign(Design):
         """Overrides every run gets on top of `base`: the budget convention and steps derived from budgets."""
         shape = [f"model.n_layers={self.n_layers}", f"model.n_heads={self.n_heads}", f"model.n_kv_heads={self.n_heads}"]
         seed = [f"train.seed={self.seeds[0]}"] if len(self.seeds) == 1 else []
-        return [*self.base, *shape, *seed, f"train.flops_convention={self.convention}", "train.max_steps=null"]
+        return [
+            *self.base,
+            *self.schedule_overrides(),
+            *shape,
+            *seed,
+            f"train.flops_convention={self.convention}",
+            "train.max_steps=null",
+        ]
 
     def rows(self, windows: dict[str, list[Any]]) -> list[dict[str, Any]]:
         rows = []

@@ -95,6 +95,7 @@ class Study:
             "root": str(self.out.resolve()),
             "cluster": "local",
             "description": f"study {self.design.kind} (written by llada study; edit the design, not this file)",
+            "share_trunks": self.design.shares_trunks,
             "base": self.design.run_overrides(),
             "zip": [{k: [row[k] for row in rows] for k in keys}] if rows else [],
         }

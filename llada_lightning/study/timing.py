@@ -70,3 +70,18 @@ def estimate(runs: list[Any], *, threads: int = 1) -> dict[str, float]:
             measured[key] = step_time(run.cfg, threads=threads)
         out[run.signature] = run.steps * measured[key] / FRAMEWORK_RATIO + STARTUP_S
     return out
+
+
+def shared_estimate(runs: list[Any], est: dict[str, float], trunks: list[Any]) -> float:
+    """Estimated run seconds of the whole study when WSD trunks are shared (sweep/trunks.py): each trunk once (to
+    its last branch step), each branch only its decay, every other run in full."""
+    per_step = {r.signature: (est[r.signature] - STARTUP_S) / max(1, r.steps) for r in runs}
+    branch = {b.run.signature: b for t in trunks for b in t.branches}
+    total = 0.0
+    for run in runs:
+        b = branch.get(run.signature)
+        total += est[run.signature] if b is None else per_step[run.signature] * (run.steps - b.step) + STARTUP_S
+    for trunk in trunks:
+        step = per_step[trunk.branches[0].run.signature]
+        total += step * trunk.steps[-1] + STARTUP_S
+    return total

@@ -42,6 +42,7 @@ from llada_lightning.sweep.trunks import (
     plan_trunks,
     prepare_branch,
     prepare_trunk,
+    served,
     trunk_dirs,
     trunk_failure,
     unshare,
@@ -295,14 +296,14 @@ def launch(
         states = statuses([*runs, *(t.run for t in trunks)])
         report.actions = plan(runs, states)
         todo = [r for r in runs if report.actions[r.signature].startswith("submit")]
-        trunk_todo, waits = _plan_trunks(trunks, {r.signature for r in todo}, states, report.actions)
+        trunk_todo, waits, alone = _plan_trunks(trunks, {r.signature for r in todo}, states, report.actions)
         if dry_run:
             print_plan([*(t.run for t in trunks), *runs], report.actions, out, trunks)
             return report
         branch_of = {b.run.signature: (t, b) for t in trunks for b in t.branches}
         for run in todo:
             _prepare(run)
-            if run.signature in branch_of:
+            if run.signature in branch_of and run.signature not in alone:
                 prepare_branch(branch_of[run.signature][1], branch_of[run.signature][0])
             else:
                 unshare(run)
@@ -327,7 +328,7 @@ def launch(
     skipped = len(runs) - len(todo)
     shared = f", {len(trunk_todo)} shared trunk(s)" if trunk_todo else ""
     print(
-        f"sweep {spec.name}: {len(runs)} runs, submitted {len(todo)}{shared} ({cluster.executor}), skipped {skipped}",
+        f"sweep {spec.name}: {len(runs)} runs, submitted {len(todo)} ({cluster.executor}){shared}, skipped {skipped}",
         file=out,
     )
     return report
@@ -335,27 +336,32 @@ def launch(
 
 def _plan_trunks(
     trunks: list[Trunk], todo: set[str], states: dict[str, RunStatus], actions: dict[str, str]
-) -> tuple[list[Trunk], dict[str, tuple[Trunk, Any]]]:
-    """Which trunks to submit (a branch to submit still needs it, and it is neither done nor active), and which
-    branches must wait for their trunk: signature -> (trunk, branch). Records each trunk's action."""
+) -> tuple[list[Trunk], dict[str, tuple[Trunk, Any]], set[str]]:
+    """Which trunks to submit (a branch to submit still needs it, and it is not active), which branches wait for
+    their trunk (signature -> (trunk, branch)), and which train on their own (their trunk has passed their step
+    without a checkpoint there, or is running without it). Records each trunk's action."""
     submit: list[Trunk] = []
     waits: dict[str, tuple[Trunk, Any]] = {}
+    alone: set[str] = set()
     for trunk in trunks:
+        sig = trunk.run.signature
         needing = [b for b in trunk.branches if b.run.signature in todo and needs_trunk(b, trunk)]
-        state = states[trunk.run.signature].state
-        if not needing:
-            actions[trunk.run.signature] = f"skip: {'done' if state == 'done' else 'not needed'}"
-            continue
-        if state == "done":  # finished, yet a branch's checkpoint is missing: the branch says so when it starts
-            actions[trunk.run.signature] = "skip: done"
+        state = states[sig].state
+        ok = served(trunk, needing, state in ACTIVE) if needing else []
+        alone |= {b.run.signature for b in needing if b not in ok}
+        if not ok:
+            actions[sig] = f"skip: {'done' if state == 'done' else 'not needed'}"
             continue
         if state in ACTIVE:
-            actions[trunk.run.signature] = f"skip: {state}"
-        else:
-            actions[trunk.run.signature] = "submit" if state == "pending" else f"submit ({state})"
+            actions[sig] = f"skip: {state}"
+        elif state == "done":
+            actions[sig] = f"submit (extend to {trunk.run.steps} steps)"
             submit.append(trunk)
-        waits.update({b.run.signature: (trunk, b) for b in needing})
-    return submit, waits
+        else:
+            actions[sig] = "submit" if state == "pending" else f"submit ({state})"
+            submit.append(trunk)
+        waits.update({b.run.signature: (trunk, b) for b in ok})
+    return submit, waits, alone
 
 
 def _submit_slurm_with_trunks(

@@ -9,14 +9,17 @@ runs its own decay (Hägele et al. 2024, arXiv 2405.18392, Sec. 3; OLMo-core's W
 group trains on its own. Trunk directories start with a dot, so `collect` and the sweep's listings of runs skip
 them; `llada sweep status` lists them separately.
 
-The trunk's directory name hashes its config and its branch steps: adding a budget to the sweep later (a new
-branch step) starts a new trunk rather than finding a finished one without the checkpoint it needs.
+A trunk's directory name hashes its config without its duration, so a budget added later (a study's next wave,
+an edited grid) finds the same trunk: its record gains the new branch step and, if the trunk has not passed that
+step, the trunk is extended (resumed at constant LR to the new last branch step; the constant schedule does not
+depend on the run's length). A branch whose step the trunk has already passed without saving a checkpoint there
+(a smaller budget added later) trains on its own, from scratch.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +29,7 @@ from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import RunConfig
 from llada_lightning.config.signature import signature
 from llada_lightning.sweep.spec import Run, readable_name
-from llada_lightning.training.lr_schedule import branch_step, warmup_steps
+from llada_lightning.training.lr_schedule import branch_step
 
 TRUNKS = ".trunks"  # <sweep dir>/.trunks/<signature>/: one directory per trunk
 
@@ -41,10 +44,7 @@ class Branch:
 class Trunk:
     run: Run  # the trunk's own run: constant LR for `run.steps` steps, in <sweep>/.trunks/<signature>
     branches: list[Branch] = field(default_factory=list)
-
-    @property
-    def steps(self) -> list[int]:
-        return sorted({b.step for b in self.branches})
+    steps: list[int] = field(default_factory=list)  # its branch steps: these branches' and those recorded before
 
 
 def _without_duration(cfg: RunConfig) -> RunConfig:
@@ -77,19 +77,15 @@ def plan_trunks(runs: Sequence[Run], directory: Path) -> list[Trunk]:
         _check_warmup(run)
     groups: dict[str, list[Run]] = {}
     for run in wsd:
-        groups.setdefault(signature(_without_duration(run.cfg), 64), []).append(run)
+        # a run shorter than its warmup has it cut to its own length: its LR differs from the trunk's, so it trains
+        # on its own; every other run warms up for exactly warmup_min_steps, like its trunk
+        if run.steps >= run.cfg.train.warmup_min_steps:
+            groups.setdefault(signature(_without_duration(run.cfg), 64), []).append(run)
     trunks = []
     for members in groups.values():
         if len(members) < 2:
             continue  # nothing to share: trains on its own
         branches = [Branch(r, branch_step(r.steps, r.cfg.train.decay_fraction)) for r in members]
-        for b in branches:
-            warmup = warmup_steps(b.run.steps, 0.0, b.run.cfg.train.warmup_min_steps)
-            if b.step < warmup:
-                raise ConfigError(
-                    f"share_trunks: run {b.run.name} starts its decay at step {b.step}, inside its warmup of "
-                    f"{warmup} steps; lower train.warmup_min_steps or raise the smallest budget"
-                )
         trunks.append(_trunk(branches, directory))
     return trunks
 
@@ -98,16 +94,44 @@ def _trunk(branches: list[Branch], directory: Path) -> Trunk:
     first = branches[0].run
     cfg = _without_duration(first.cfg)
     cfg.train.lr_schedule = "constant"  # = WSD before its decay: the same warmup, then the peak LR
-    steps = sorted({b.step for b in branches})
-    cfg.train.max_steps = steps[-1]
-    key = f"{signature(cfg, 64)}|{','.join(map(str, steps))}"
-    sig = hashlib.sha256(key.encode()).hexdigest()[:10]
+    sig = signature(cfg)
     run_dir = directory / TRUNKS / sig
+    recorded = (rundir.trunk_record(run_dir) or {}).get("branch_steps", [])
+    steps = sorted({b.step for b in branches} | {int(x) for x in recorded})
+    # at least its warmup: a trunk cut shorter would warm up faster than its branches (their decay may start inside
+    # the warmup: both then follow the same warmup until the branch step)
+    cfg.train.max_steps = max(steps[-1], cfg.train.warmup_min_steps)
     cfg.run_dir = str(run_dir.resolve())
     varied = {k: v for k, v in first.assignment.items() if k not in ("train.flops_budget", "train.max_steps")}
     name = f"trunk-{readable_name(varied, cfg)}"
     run = Run(name=name, overrides=[], cfg=cfg, signature=sig, run_dir=run_dir, assignment=varied)
-    return Trunk(run=run, branches=branches)
+    return Trunk(run=run, branches=branches, steps=steps)
+
+
+def trunk_progress(trunk_dir: Path) -> int:
+    """The step a trunk that is neither queued nor running has reached: its result's, else its checkpoint's."""
+    result = rundir.read_record(rundir.result_path(trunk_dir)) or {}
+    if result.get("status") == "done" and isinstance(result.get("steps"), int):
+        return int(result["steps"])
+    last = rundir.last_checkpoint(trunk_dir)
+    if not last.is_file():
+        return 0
+    import torch  # only for a trunk interrupted mid-way whose plan changed: its exact step is in the checkpoint
+
+    try:
+        return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    except Exception:  # unreadable: the trunk fails on it and says so; nothing here depends on the step
+        return 0
+
+
+def served(trunk: Trunk, needing: list[Branch], active: bool) -> list[Branch]:
+    """The branches among `needing` that the trunk will save a checkpoint for: an active trunk only at the steps
+    it was launched with; otherwise every step it has not passed yet (it resumes, or is extended, to reach it)."""
+    if active:
+        launched = {int(x) for x in (rundir.trunk_record(trunk.run.run_dir) or {}).get("branch_steps", [])}
+        return [b for b in needing if b.step in launched]
+    progress = trunk_progress(trunk.run.run_dir)
+    return [b for b in needing if b.step >= progress]
 
 
 def needs_trunk(branch: Branch, trunk: Trunk) -> bool:
@@ -117,9 +141,13 @@ def needs_trunk(branch: Branch, trunk: Trunk) -> bool:
 
 
 def prepare_trunk(trunk: Trunk) -> None:
-    """Write the trunk's record (where it saves branch checkpoints) before it is submitted."""
+    """Write the trunk's record (where it saves branch checkpoints) before it is submitted; a finished trunk
+    that must reach a later branch step is reopened (its result set aside), so it resumes to that step."""
     trunk.run.run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_trunk_record(trunk.run.run_dir, trunk.steps)
+    result = rundir.read_record(rundir.result_path(trunk.run.run_dir)) or {}
+    if result.get("status") == "done" and int(result.get("steps", 0)) < trunk.run.steps:
+        os.replace(rundir.result_path(trunk.run.run_dir), trunk.run.run_dir / f"result.{result['steps']}-steps.json")
 
 
 def prepare_branch(branch: Branch, trunk: Trunk) -> None:

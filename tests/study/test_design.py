@@ -39,6 +39,9 @@ def test_registry_and_loading(tmp_path):
         ("isoflop", ["budgets"], None, "write PARAM=VALUE"),
         ("isoflop", ["widths=[16, 24, 32, 33]", "sizes_per_budget=3"], None, "width 33"),
         ("isoflop", ["base=[model.vocab_size=0]"], None, "model.vocab_size"),
+        ("isoflop", ["lr_schedule=linear"], None, "lr_schedule='linear' is not one of"),
+        ("isoflop", ["warmup_steps=-1"], None, "warmup_steps=-1"),
+        ("isoflop", ["share_trunks=maybe"], None, "share_trunks='maybe'"),
         ("FILE", [], "name: x\n", "names no design"),
         ("FILE", [], "design: isoflop\nbudgets: [1e9\n", "not valid YAML"),
     ],
@@ -112,3 +115,16 @@ def test_placement_all_places_every_budget_at_once():
     windows, _ = d.place({}, {})
     assert set(windows) == {cell_key(o, b) for o in d.objectives for b in d.budgets}
     assert all(w == [16, 24, 32] for w in windows.values())
+
+
+def test_the_schedule_parameters_reach_every_run_and_the_spec():
+    from llada_lightning.config.compose import compose
+
+    d = load_design("isoflop", sets=["placement=all", "widths=[16, 24, 32]", "sizes_per_budget=3"])
+    assert d.lr_schedule == "wsd" and d.shares_trunks  # the default (experiments/wsd-vs-cosine)
+    cfg = compose(d.run_overrides() + ["train.flops_budget=1e9"])
+    assert (cfg.train.lr_schedule, cfg.train.warmup_fraction, cfg.train.warmup_min_steps) == ("wsd", 0.0, 10)
+    cosine = load_design("isoflop", sets=["lr_schedule=cosine", "warmup_steps=4"])
+    assert not cosine.shares_trunks  # share_trunks applies to WSD only
+    cfg = compose(cosine.run_overrides() + ["train.flops_budget=1e9"])
+    assert (cfg.train.lr_schedule, cfg.train.warmup_min_steps) == ("cosine", 4)

@@ -90,8 +90,8 @@ def test_quick_study_end_to_end_then_cached(tmp_path):
     proc, first = study(out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     directory = out / "isoflop-quick"
-    assert "submitted 18 (local)" in proc.stdout
-    assert len(list(directory.glob("*/result.json"))) == 18
+    assert "submitted 18 (local), 6 shared trunk(s)" in proc.stdout  # WSD: one trunk per (objective, size)
+    assert len(list(directory.glob("*/result.json"))) == 18 and len(list(directory.glob(".trunks/*/trunk.json"))) == 6
     for name in FIGURES:
         png, pdf = directory / "plots" / f"{name}.png", directory / "plots" / f"{name}.pdf"
         assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 10_000, png

@@ -63,9 +63,19 @@ def test_runs_differing_only_in_budget_share_a_trunk(tmp_path: Path) -> None:
         assert trunk.steps == [5, 8, 12]  # T - round(0.2 T): where each WSD decay starts
         assert trunk.run.cfg.train.max_steps == 12 and trunk.run.cfg.train.lr_schedule == "constant"
         assert trunk.run.run_dir.parent == tmp_path / "wsd" / TRUNKS
-    # a budget added later is a new trunk (it needs a checkpoint the old one never saved)
-    more = plan_trunks(expand(load_spec(_spec(tmp_path, steps="[6, 10, 15, 20]"))), tmp_path / "wsd")
-    assert not {t.run.signature for t in more} & {t.run.signature for t in trunks}
+    # a budget added later finds the same trunk, which gains its branch step
+    more = plan_trunks(
+        expand(load_spec(_spec(tmp_path, steps="[6, 10, 15, 20]", extra="  train.seed: [0, 1]\n"))), tmp_path / "wsd"
+    )
+    assert [t.run.signature for t in more] == [t.run.signature for t in trunks]
+    assert all(t.steps == [5, 8, 12, 16] and t.run.cfg.train.max_steps == 16 for t in more)
+    # a run shorter than its warmup (cut to its own length) trains on its own; a trunk runs at least the warmup
+    warm = plan_trunks(expand(load_spec(_spec(tmp_path, extra="  train.warmup_min_steps: [7]\n"))), tmp_path / "wsd")
+    assert all(sorted(b.run.steps for b in t.branches) == [10, 15] and t.run.steps == 12 for t in warm)
+    warm = plan_trunks(
+        expand(load_spec(_spec(tmp_path, steps="[9, 10]", extra="  train.warmup_min_steps: [9]\n"))), tmp_path / "wsd"
+    )
+    assert all(t.steps == [7, 8] and t.run.steps == 9 for t in warm)
     # a run alone in its group trains on its own
     assert plan_trunks(expand(load_spec(_spec(tmp_path, steps="[6]"))), tmp_path / "wsd") == []
     # an ablation against cosine: only the WSD runs share trunks
@@ -79,7 +89,6 @@ def test_runs_differing_only_in_budget_share_a_trunk(tmp_path: Path) -> None:
     [
         ("train.lr_schedule=cosine", "share_trunks needs train.lr_schedule=wsd, but every run uses cosine"),
         ("train.warmup_fraction=0.1", "train.warmup_fraction=0 train.warmup_min_steps="),
-        ("train.warmup_min_steps=6", "inside its warmup of 6 steps"),
     ],
 )
 def test_share_trunks_refuses_runs_that_cannot_share_one(tmp_path: Path, override: str, message: str) -> None:
@@ -172,3 +181,35 @@ def test_debug_executor_runs_trunks_before_their_branches(tmp_path: Path) -> Non
     assert len(results) == 4 and all(
         r["status"] == "done" and r["flops_spent"] < r["flops_6N"] for r in results.values()
     )
+
+
+def test_budgets_added_later_extend_the_finished_trunk_or_train_alone(tmp_path: Path) -> None:
+    first = launch(
+        _spec(tmp_path / "a", steps="[6, 10]"), executor="local", wait=True, overrides=LOCAL, out=io.StringIO()
+    )
+    assert len(first.trunks) == 2
+    # a larger budget: the finished trunks resume from step 8 to 12 and save the new branch checkpoint
+    out = io.StringIO()
+    more = launch(_spec(tmp_path / "a", steps="[6, 10, 15]"), executor="local", wait=True, overrides=LOCAL, out=out)
+    new = {r.signature for r in more.runs if r.steps == 15}
+    assert set(more.submitted) == new | {t.run.signature for t in first.trunks}
+    assert all(more.actions[t.run.signature] == "submit (extend to 12 steps)" for t in more.trunks)
+    # a smaller budget than the trunks have passed: its runs train on their own
+    fewer = launch(
+        _spec(tmp_path / "a", steps="[4, 6, 10, 15]"), executor="local", wait=True, overrides=LOCAL, out=io.StringIO()
+    )
+    small = {r.signature for r in fewer.runs if r.steps == 4}
+    assert set(fewer.submitted) == small
+    assert all(not rundir.branch_path(r.run_dir).exists() for r in fewer.runs if r.steps == 4)
+    alone = launch(
+        _spec(tmp_path / "b", steps="[4, 6, 10, 15]", share=False),
+        executor="local",
+        wait=True,
+        overrides=LOCAL,
+        out=io.StringIO(),
+    )
+    got, want = _results(fewer.runs), _results(alone.runs)
+    for run in fewer.runs:
+        assert got[run.signature]["val_loss"] == want[run.signature]["val_loss"], run.name
+        wa, wb = _weights(run.run_dir), _weights(alone.runs[0].run_dir.parent / run.signature)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa), run.name
