@@ -82,7 +82,7 @@ def dry_run(study, *, measure: bool = True, out=None) -> list:
             from llada_lightning.study.timing import shared_estimate
             from llada_lightning.sweep.trunks import plan_trunks
 
-            trunks = plan_trunks([p.run for p in planned], study.directory)
+            trunks = plan_trunks([p.run for p in planned], study.directory, singletons=True)
             serial = shared_estimate([p.run for p in planned], est, trunks)
         line += (
             f"; estimated {_fmt_time(serial)} of run time, ~{_fmt_time(serial / study.parallel)} wall with "

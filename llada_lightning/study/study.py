@@ -95,7 +95,8 @@ class Study:
             "root": str(self.out.resolve()),
             "cluster": "local",
             "description": f"study {self.design.kind} (written by llada study; edit the design, not this file)",
-            "share_trunks": self.design.shares_trunks,
+            # every run a branch: the next wave's budgets then extend the trunks of this wave's sizes
+            "share_trunks": "always" if self.design.shares_trunks else False,
             "base": self.design.run_overrides(),
             "zip": [{k: [row[k] for row in rows] for k in keys}] if rows else [],
         }

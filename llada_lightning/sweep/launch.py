@@ -289,7 +289,8 @@ def launch(
             raise ConfigError(f"--executor {executor!r} is not one of: {', '.join(EXECUTORS)}")
         cluster.executor = executor
     runs = expand(spec, [o for o in overrides if not o.startswith("cluster.")])
-    trunks = plan_trunks(runs, spec.directory) if (share_trunks or spec.share_trunks) else []
+    sharing = share_trunks or spec.share_trunks
+    trunks = plan_trunks(runs, spec.directory, spec.trunk_singletons) if sharing else []
     report = LaunchReport(runs=runs, trunks=trunks)
     worker: subprocess.Popen | None = None
     with sweep_lock(spec.directory):

@@ -11,7 +11,8 @@ grid:                          # cartesian product, in this order
   model: [cpu-0.1m, cpu-0.4m]
 zip:                           # optional: groups of keys varied together (equal lengths), crossed with the grid
   - {train.lr: [3e-3, 1e-3], train.batch_size: [16, 32]}
-share_trunks: false            # true: WSD runs differing only in budget share one trunk (sweep/trunks.py)
+share_trunks: false            # true: WSD runs differing only in budget share one trunk (sweep/trunks.py);
+                               # always: a WSD run alone in its group too, so budgets added later extend its trunk
 ```
 A budget axis derives each run's steps from its budget and model size: D = C / (FLOPs per token), in the
 convention `train.flops_convention` names (C = 6 N D for "6N").
@@ -70,6 +71,7 @@ class SweepSpec:
     zip: list[dict[str, list[Any]]] = field(default_factory=list)
     description: str = ""
     share_trunks: bool = False  # WSD runs differing only in budget share one trunk (sweep/trunks.py)
+    trunk_singletons: bool = False  # `share_trunks: always`: a run alone in its group is a trunk and a branch too
 
     @property
     def directory(self) -> Path:
@@ -115,8 +117,8 @@ def load_spec(path_or_name: str | Path, overrides: Sequence[str] = ()) -> SweepS
         if len(lengths) != 1 or -1 in lengths or 0 in lengths:
             raise _fail(str(path), f"zip group {sorted(group)} needs non-empty lists of equal length")
     share = data.get("share_trunks", False)
-    if not isinstance(share, bool):
-        raise _fail(str(path), f"share_trunks must be true or false, not {share!r}")
+    if not isinstance(share, bool) and share != "always":
+        raise _fail(str(path), f"share_trunks must be true, false or always, not {share!r}")
     base = data.get("base") or []
     if not isinstance(base, list):
         raise _fail(str(path), "base must be a list of overrides (key=value)")
@@ -128,7 +130,8 @@ def load_spec(path_or_name: str | Path, overrides: Sequence[str] = ()) -> SweepS
         grid=grid,
         zip=zips,
         description=str(data.get("description", "")),
-        share_trunks=share,
+        share_trunks=bool(share),
+        trunk_singletons=share == "always",
     )
 
 

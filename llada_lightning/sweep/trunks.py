@@ -64,9 +64,11 @@ def _check_warmup(run: Run) -> None:
         )
 
 
-def plan_trunks(runs: Sequence[Run], directory: Path) -> list[Trunk]:
+def plan_trunks(runs: Sequence[Run], directory: Path, singletons: bool = False) -> list[Trunk]:
     """The trunks of a sweep's WSD runs (groups of two or more that differ only in duration), in the runs' order.
-    Runs of another schedule (an ablation against cosine, say) train on their own."""
+    Runs of another schedule (an ablation against cosine, say) train on their own. With `singletons`, a run alone
+    in its group is a trunk and a branch as well: one more process, the same compute, and a trunk that a budget
+    added later (a study's next wave) extends instead of training its stable phase again."""
     wsd = [r for r in runs if r.cfg.train.lr_schedule == "wsd"]
     if runs and not wsd:
         raise ConfigError(
@@ -83,7 +85,7 @@ def plan_trunks(runs: Sequence[Run], directory: Path) -> list[Trunk]:
             groups.setdefault(signature(_without_duration(run.cfg), 64), []).append(run)
     trunks = []
     for members in groups.values():
-        if len(members) < 2:
+        if len(members) < 2 and not singletons:
             continue  # nothing to share: trains on its own
         branches = [Branch(r, branch_step(r.steps, r.cfg.train.decay_fraction)) for r in members]
         trunks.append(_trunk(branches, directory))

@@ -33,7 +33,9 @@ BASE = [
 LOCAL = ["cluster.torch_threads=1", "cluster.parallel=2"]
 
 
-def _spec(tmp_path: Path, name: str = "wsd", steps: str = "[6, 10, 15]", share: bool = True, extra: str = "") -> str:
+def _spec(
+    tmp_path: Path, name: str = "wsd", steps: str = "[6, 10, 15]", share: bool | str = True, extra: str = ""
+) -> str:
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / f"{name}.yaml"
     base = "\n".join(f"  - {b}" for b in BASE)
@@ -213,3 +215,22 @@ def test_budgets_added_later_extend_the_finished_trunk_or_train_alone(tmp_path: 
         assert got[run.signature]["val_loss"] == want[run.signature]["val_loss"], run.name
         wa, wb = _weights(run.run_dir), _weights(alone.runs[0].run_dir.parent / run.signature)
         assert all(torch.equal(wa[k], wb[k]) for k in wa), run.name
+
+
+def test_share_trunks_always_makes_a_lone_run_a_trunk_that_the_next_budget_extends(tmp_path: Path) -> None:
+    assert plan_trunks(expand(load_spec(_spec(tmp_path, steps="[6]", share="always"))), tmp_path / "wsd", True)
+    first = launch(
+        _spec(tmp_path, steps="[10]", share="always"), executor="local", wait=True, overrides=LOCAL, out=io.StringIO()
+    )
+    assert len(first.trunks) == 2 and len(first.submitted) == 4  # each objective: a trunk to step 8, a branch
+    more = launch(
+        _spec(tmp_path, steps="[10, 15]", share="always"),
+        executor="local",
+        wait=True,
+        overrides=LOCAL,
+        out=io.StringIO(),
+    )
+    assert all(more.actions[t.run.signature] == "submit (extend to 12 steps)" for t in more.trunks)
+    assert {s.state for s in statuses(more.runs).values()} == {"done"}
+    with pytest.raises(ConfigError, match="share_trunks must be true, false or always"):
+        load_spec(_spec(tmp_path, share="sometimes"))
