@@ -237,6 +237,52 @@ def pairs_resampler(arrays: Sequence[np.ndarray], strata=None) -> Callable[[np.r
     return resample
 
 
+def _draw(resample: Callable, rng: np.random.Generator) -> Sequence[np.ndarray] | str:
+    """One resample, or the kind of the SKIPPED_ERRORS failure drawing it."""
+    try:
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return resample(rng)
+    except SKIPPED_ERRORS as err:
+        return failure_kind(err)
+
+
+def _refit(fn: Callable[..., Mapping], names: list[str] | None, arrays: Sequence[np.ndarray] | str) -> Mapping | str:
+    """One refit: its result, or the kind of a SKIPPED_ERRORS failure (counted, not raised)."""
+    if isinstance(arrays, str):  # drawing the resample failed
+        return arrays
+    try:
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extreme refits: inf/NaN, counted
+            return _call(fn, names, arrays)
+    except SKIPPED_ERRORS as err:
+        return failure_kind(err)
+
+
+_JOB: tuple | None = None  # (fn, names, resamples) of the parallel refits: inherited by the forked workers
+
+
+def _refit_job(i: int) -> Mapping | str:
+    assert _JOB is not None
+    fn, names, draws = _JOB
+    return _refit(fn, names, draws[i])
+
+
+def _refits_parallel(fn, names, resample, rng, n_resamples: int, workers: int) -> list:
+    """Every refit's outcome, in order, from `workers` forked processes; the draws are made here, in order."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _JOB
+    draws = [_draw(resample, rng) for _ in range(n_resamples)]
+    if "fork" not in mp.get_all_start_methods() or n_resamples < 2:  # no fork (Windows): the same, serially
+        return [_refit(fn, names, d) for d in draws]
+    _JOB = (fn, names, draws)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("fork")) as pool:
+            return list(pool.map(_refit_job, range(n_resamples), chunksize=max(1, n_resamples // (4 * workers))))
+    finally:
+        _JOB = None
+
+
 def bootstrap(
     fn: Callable[..., Mapping],
     data: Mapping[str, object] | Sequence[object],
@@ -249,6 +295,7 @@ def bootstrap(
     scheme: str | None = None,
     problem: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> BootstrapResult:
     """Intervals for every quantity `fn` returns (a mapping of name -> float or array), by refitting resamples.
 
@@ -257,7 +304,8 @@ def bootstrap(
     the order of `data`). `problem` (e.g. "no residual degrees of freedom") skips the refits: every interval is then
     unreliable with that reason. `progress(done, total)` is called after each refit. The full-data call must
     succeed (its errors propagate); refits that raise SKIPPED_ERRORS are counted by kind; other errors are bugs
-    and propagate.
+    and propagate. `workers > 1` refits in that many forked processes (Linux/macOS: fork): every resample is drawn
+    here first, in order, so the result is the same as with one.
     """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
@@ -274,12 +322,11 @@ def bootstrap(
     rng = np.random.default_rng(seed)
     samples = {k: np.full((n_resamples, *v.shape), np.nan) for k, v in estimate.items()}
     failures: Counter[str] = Counter()
+    refits = _refits_parallel(fn, names, resample, rng, n_resamples, workers) if workers > 1 else None
     for i in range(n_resamples):
-        try:
-            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # extreme refits: inf/NaN, counted
-                out = _call(fn, names, resample(rng))
-        except SKIPPED_ERRORS as err:
-            failures[failure_kind(err)] += 1
+        out = refits[i] if refits is not None else _refit(fn, names, _draw(resample, rng))
+        if isinstance(out, str):
+            failures[out] += 1
         else:
             for k in estimate:
                 samples[k][i] = out[k]

@@ -211,6 +211,7 @@ def _section_parametric(name, p: Points, opts: Options, starts, workers, refit, 
             strata=p.strata()[ok],
             scheme="pairs within budgets",
             progress=opts.tick(f"{name} parametric bootstrap"),
+            workers=workers,  # its multi-start refits are the slow part of a study's fit
         )
         out["interval"] = {k: res.record(k) for k in ("E", "A", "B", "alpha", "beta")}
         for k in ("E", "A", "B"):

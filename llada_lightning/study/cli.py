@@ -115,6 +115,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "parametric": not args.no_parametric,
         "starts": args.starts,
+        "workers": study.parallel * study.threads,  # the cores the study was given: its fits use them too
     }
     from llada_lightning.study.report import report
 

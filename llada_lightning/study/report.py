@@ -87,6 +87,7 @@ def report(
     starts: str = "coarse",
     stream: TextIO,
     start: float | None = None,
+    workers: int = 1,
 ) -> tuple[dict, dict[str, Path]]:
     """Fit and report the finished `runs` of the study in `directory`; returns (fit, files)."""
     from llada_lightning.scaling.cli import FIT, PLOTS, POINTS, fit_table, is_degenerate, write_fit
@@ -110,7 +111,7 @@ def report(
     if not len(table.usable()):
         raise ConfigError(f"study: no run of {directory} has finished yet; see `llada study --status`")
     points = write_csv(table, directory / POINTS)
-    fit = fit_table(table, n_bootstrap=n_bootstrap, seed=seed, parametric=parametric, starts=starts)
+    fit = fit_table(table, n_bootstrap=n_bootstrap, seed=seed, parametric=parametric, starts=starts, workers=workers)
     fit["flop_conventions"] = flop_conventions(runs)
     fit_path = write_fit(fit, directory / FIT)
     plot_files = plot_study(table, fit, directory / PLOTS)

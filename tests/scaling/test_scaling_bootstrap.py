@@ -182,3 +182,23 @@ def test_tail_index_is_exact_where_floating_point_rounds_q_down():
     q = (1 - 0.8) / 2  # 0.09999999999999998
     assert q < 0.1 and tail_index(q, 201) == 20 and tail_index(q, 21) == 2
     assert tail_index(0.025, 200) == 4 and tail_index(0.005, 400) == 1
+
+
+def test_refits_in_forked_workers_give_the_same_result_as_one_process():
+    rng = np.random.default_rng(3)
+    x = np.linspace(0.0, 1.0, 40)
+    y = 2.0 * x + 0.1 * rng.standard_normal(40)
+
+    def fit(x, y):
+        if len(np.unique(x)) < 25:  # about a third of resamples fail, counted the same way in both
+            raise FitError("too narrow", kind="narrow")
+        slope, intercept = np.polyfit(x, y, 1)
+        return {"slope": slope, "intercept": intercept}
+
+    strata = (x > 0.5).astype(int)
+    one = bootstrap(fit, (x, y), n_resamples=60, seed=5, strata=strata)
+    two = bootstrap(fit, (x, y), n_resamples=60, seed=5, strata=strata, workers=2)
+    assert one.failures == two.failures and one.failures.get("narrow", 0) > 0
+    for k in one.samples:
+        np.testing.assert_array_equal(one.samples[k], two.samples[k])
+    assert one.record("slope") == two.record("slope")

@@ -18,6 +18,7 @@ TINY = [
     "widths=[8, 12, 16, 24]",
     "sizes_per_budget=3",
     "objectives=[arm]",
+    "seeds=[0]",
     "first_centre=12",
     "base=[model=cpu-0.1m, data.seq_len=16, train.batch_size=2, train.val_every_n_steps=0, train.val_batches=1, "
     "train.progress_bar=false, model.vocab_size=4096]",
