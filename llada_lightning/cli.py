@@ -121,7 +121,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     elif args.sweep_command == "status":
         sweep.status_table(args.spec, args.overrides)
     elif args.sweep_command == "cancel":
-        from llada_lightning.sweep.launch import split_cancel_args
+        from llada_lightning.sweep.manage import split_cancel_args
 
         pattern, overrides = split_cancel_args(args.filter, args.overrides)
         sweep.cancel(args.spec, pattern, overrides)

@@ -9,7 +9,8 @@ from pathlib import Path
 from tiny_specs import fake_queued, write_spec
 
 from llada_lightning.cli import main
-from llada_lightning.sweep.launch import plan, status_table
+from llada_lightning.sweep.launch import plan
+from llada_lightning.sweep.manage import status_table
 from llada_lightning.sweep.spec import expand, load_spec
 from llada_lightning.sweep.state import RunStatus
 
