@@ -65,7 +65,8 @@ def sweep_lock(directory: Path) -> Iterator[None]:
 def statuses(runs: Sequence[Any]) -> dict[str, RunStatus]:
     """Every run's state, querying the scheduler once for all Slurm jobs; a WSD branch that failed because its
     trunk did says so in its `detail`."""
-    branch_of = {r.signature: Path(str(b["trunk"])) for r in runs if (b := rundir.branch_record(r.run_dir))}
+    branches = {r.signature: b for r in runs if (b := rundir.branch_record(r.run_dir))}
+    branch_of = {sig: Path(str(b["trunk"])) for sig, b in branches.items()}
     dirs = [r.run_dir for r in runs] + sorted(set(branch_of.values()))
     records = [rundir.read_record(rundir.job_path(d)) or {} for d in dirs]
     ids = [str(j["job_id"]) for j in records if j.get("executor") == "slurm" and j.get("job_id")]
@@ -81,8 +82,8 @@ def statuses(runs: Sequence[Any]) -> dict[str, RunStatus]:
         if reason and state.state in ("failed", "cancelled"):
             state.detail = reason
         elif state.state == "queued" and trunk_states[trunk_dir].state in ACTIVE:
-            record = rundir.branch_record(run.run_dir) or {}
-            if not rundir.branch_checkpoint(trunk_dir, int(record.get("step", 0))).is_file():
+            step = int(branches[run.signature].get("step", 0))
+            if not rundir.branch_checkpoint(trunk_dir, step).is_file():  # else it only waits for a free slot
                 state.detail = f"waiting for trunk {trunk_dir.name} ({trunk_states[trunk_dir].state})"
     return out
 
