@@ -54,6 +54,16 @@ def wait_jobs_done(jobs: list[submitit.Job], timeout: float) -> None:
     wait_for(lambda: all(job.done() for job in jobs), timeout, f"submitit jobs {[j.job_id for j in jobs]}")
 
 
+def wait_slurm_states(jobs: list[submitit.Job], timeout: float) -> set[str]:
+    """Slurm's final states of `jobs`: a result pickle can exist while Slurm still says RUNNING/COMPLETING."""
+
+    def states() -> set[str]:
+        return {job.watcher.get_state(job.job_id, mode="force") for job in jobs}
+
+    wait_for(lambda: not states() & {"RUNNING", "COMPLETING", "PENDING"}, timeout, "Slurm to finish the jobs")
+    return states()
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -78,7 +88,7 @@ def test_submitit_result(executor: submitit.AutoExecutor) -> None:
     job = executor.submit(operator.mul, 6, 7)
     wait_jobs_done([job], 60)
     assert job.result() == 42
-    assert job.watcher.get_state(job.job_id, mode="force") == "COMPLETED"
+    assert wait_slurm_states([job], 20) == {"COMPLETED"}
 
 
 @pytest.mark.timeout(120)
@@ -89,7 +99,7 @@ def test_submitit_array_with_parallelism(executor: submitit.AutoExecutor) -> Non
     assert all(job.job_id.startswith(f"{jobs[0].job_id.split('_')[0]}_") for job in jobs)
     wait_jobs_done(jobs, 90)
     assert [job.result() for job in jobs] == [10, 20, 30, 40]
-    assert {job.watcher.get_state(job.job_id, mode="force") for job in jobs} == {"COMPLETED"}
+    assert wait_slurm_states(jobs, 20) == {"COMPLETED"}
 
 
 @pytest.mark.timeout(90)
