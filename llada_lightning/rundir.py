@@ -149,6 +149,7 @@ class RunResult(Mapping[str, Any]):
     flops_budget: float | None = None
     steps: int | None = None
     data_epochs: float | None = None
+    unique_tokens: int | None = None  # distinct training tokens drawn from (data.unique_tokens, or the whole split)
     val_loss: float | None = None
     val_bpb: float | None = None
     val_loss_kind: str | None = None  # "elbo" (an upper bound on the NLL) or "nll" (exact)

@@ -76,6 +76,9 @@ class DataConfig:
     seq_len: int = 128  # tokens per training block
     val_fraction: float = 0.05  # fraction of documents held out for validation
     max_documents: int | None = None  # read at most this many documents (quick experiments)
+    # train on a fixed subset of exactly this many training tokens, repeated for as many epochs as the run needs
+    # (a multiple of seq_len; seeded by train.seed; a smaller value is a prefix of a larger one). None: all of it
+    unique_tokens: int | None = None
     cache_dir: str | None = None  # default: $LLADA_CACHE or ~/.cache/llada_lightning
     num_workers: int = 0
 

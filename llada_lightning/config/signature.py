@@ -21,9 +21,15 @@ NON_RESULT_KEYS = (
     "train.val_every_n_steps",
 )
 
+# Keys added after runs were stored, with the default that reproduces those runs: a key at this default is left
+# out of the signature, so existing run directories keep their names (and relaunches reuse them).
+ADDED_KEYS: dict[str, Any] = {
+    "data.unique_tokens": None,
+}
+
 
 def result_dict(cfg: RunConfig) -> dict[str, Any]:
-    """The config as a plain dict without the keys in NON_RESULT_KEYS.
+    """The config as a plain dict without the keys in NON_RESULT_KEYS, nor those of ADDED_KEYS at their default.
 
     `model.causal` is put back, derived from the objective: runs stored it until it became derived, and their
     signatures (hence run directories) must stay the same.
@@ -34,12 +40,23 @@ def result_dict(cfg: RunConfig) -> dict[str, Any]:
     objective = OBJECTIVES.get(cfg.objective.name)
     tree["model"]["causal"] = bool(objective is not None and objective.causal)
     for dotted in NON_RESULT_KEYS:
-        node = tree
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node.pop(leaf, None)
+        _pop(tree, dotted)
+    for dotted, default in ADDED_KEYS.items():
+        _pop(tree, dotted, only_if=default)
     return tree
+
+
+_ANY = object()
+
+
+def _pop(tree: dict[str, Any], dotted: str, only_if: Any = _ANY) -> None:
+    """Remove the dotted key from `tree` (when `only_if` is given: only while it holds that value)."""
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node[key]
+    if leaf in node and (only_if is _ANY or node[leaf] == only_if):
+        del node[leaf]
 
 
 def signature(cfg: RunConfig, length: int = 10) -> str:

@@ -83,6 +83,7 @@ def _validate_data(cfg: RunConfig) -> None:
         raise ConfigError(f"data.vocab_size={d.vocab_size} is below the 256 bytes + EOS of a byte-level BPE")
     _positive("data.max_documents", d.max_documents)
     _positive("data.num_workers", d.num_workers, allow_zero=True)
+    _validate_unique_tokens(cfg)
     if d.tokenizer != "bpe" and not Path(d.tokenizer).expanduser().is_file():
         raise ConfigError(
             f"data.tokenizer={d.tokenizer!r}: no such file; give the path to a HF tokenizer.json, or 'bpe' "
@@ -93,6 +94,25 @@ def _validate_data(cfg: RunConfig) -> None:
         raise ConfigError(
             f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary ({d.vocab_size}); "
             f"set model.vocab_size>={d.vocab_size} or a smaller data.vocab_size"
+        )
+
+
+def _validate_unique_tokens(cfg: RunConfig) -> None:
+    """data.unique_tokens: whole blocks, at least one micro-batch (the split's size is checked at set-up)."""
+    u, seq_len = cfg.data.unique_tokens, cfg.data.seq_len
+    if u is None:
+        return
+    _positive("data.unique_tokens", u)
+    batch = cfg.train.batch_size * seq_len
+    if u < batch:
+        raise ConfigError(
+            f"data.unique_tokens={u} is smaller than one batch (train.batch_size={cfg.train.batch_size} x "
+            f"data.seq_len={seq_len} = {batch} tokens); raise it to at least {batch} or lower train.batch_size"
+        )
+    if u % seq_len:
+        lo, hi = u // seq_len * seq_len, (u // seq_len + 1) * seq_len
+        raise ConfigError(
+            f"data.unique_tokens={u} is not a whole number of data.seq_len={seq_len}-token blocks; use {lo} or {hi}"
         )
 
 

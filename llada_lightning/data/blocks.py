@@ -53,6 +53,18 @@ class BlockDataset(Dataset):
         self.__dict__.update(state)
 
 
+# The entropy tag of the unique-token subset's stream, apart from every epoch order's ([seed, epoch]).
+_SUBSET_TAG = 0x756E69717565  # "unique"
+
+
+def unique_subset(n_blocks: int, n_unique: int, seed: int) -> np.ndarray:
+    """The blocks of a data-constrained run: the first `n_unique` of a permutation of all `n_blocks` fixed by
+    `seed` alone, so runs of one seed share them and a smaller subset is a prefix of a larger one."""
+    if not 1 <= n_unique <= n_blocks:
+        raise ValueError(f"n_unique must lie in [1, {n_blocks}], got {n_unique}")
+    return np.random.default_rng([_SUBSET_TAG, seed]).permutation(n_blocks)[:n_unique]
+
+
 def epochs_seen(samples_consumed: int, n_blocks: int) -> float:
     """Data epochs covered by `samples_consumed` blocks (fractional; > 1 once data repeats)."""
     return samples_consumed / n_blocks

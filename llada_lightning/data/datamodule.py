@@ -14,11 +14,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
-from llada_lightning.data.blocks import BlockDataset, ResumableBlockSampler, epochs_seen
+from llada_lightning.data.blocks import BlockDataset, ResumableBlockSampler, epochs_seen, unique_subset
 from llada_lightning.data.cache import TokenizedCorpus, prepare_corpus
 from llada_lightning.data.tokenizer import tokenizer_vocab_size
 
@@ -41,6 +41,19 @@ def _check_blocks(train: BlockDataset, val: BlockDataset) -> None:
             )
 
 
+def _unique_blocks(train: BlockDataset, cfg: DataConfig, seed: int) -> Dataset:
+    """The training blocks a run may see: all of them, or the seeded subset of data.unique_tokens tokens."""
+    if cfg.unique_tokens is None:
+        return train
+    available = len(train) * train.seq_len
+    if cfg.unique_tokens > available:
+        raise ConfigError(
+            f"data.unique_tokens={cfg.unique_tokens} exceeds the training split ({available} tokens in "
+            f"{len(train)} blocks of data.seq_len={train.seq_len}); lower it or use more data"
+        )
+    return Subset(train, unique_subset(len(train), cfg.unique_tokens // train.seq_len, seed).tolist())
+
+
 class LMDataModule(L.LightningDataModule):
     """Training blocks in a seeded, resumable order; a fixed set of validation blocks."""
 
@@ -60,7 +73,7 @@ class LMDataModule(L.LightningDataModule):
         self.val_batches = int(val_batches)
         self.accumulate_grad_batches = int(accumulate_grad_batches)
         self.corpus: TokenizedCorpus | None = None
-        self.train_dataset: BlockDataset | None = None
+        self.train_dataset: Dataset | None = None  # the blocks of all training data, or its unique-token subset
         self.val_dataset: BlockDataset | None = None
 
     # ---- Lightning hooks -------------------------------------------------------------------------------
@@ -73,9 +86,9 @@ class LMDataModule(L.LightningDataModule):
             corpus = prepare_corpus(self.cfg)
             train, val = BlockDataset(corpus.train, self.cfg.seq_len), BlockDataset(corpus.val, self.cfg.seq_len)
             _check_blocks(train, val)  # before anything is kept: a failed setup leaves the module unset
-            self.corpus, self.train_dataset, self.val_dataset = corpus, train, val
-            n_train, n_val = len(train), len(val)
-            log.info("%r: %d train / %d val blocks", self.corpus, n_train, n_val)
+            subset = _unique_blocks(train, self.cfg, self.seed)
+            self.corpus, self.train_dataset, self.val_dataset = corpus, subset, val
+            log.info("%r: %d train (of %d) / %d val blocks", self.corpus, len(subset), len(train), len(val))
 
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
@@ -121,8 +134,14 @@ class LMDataModule(L.LightningDataModule):
 
     @property
     def train_blocks(self) -> int:
+        """The training blocks the run draws from (the unique-token subset when data.unique_tokens is set)."""
         self._require_setup()
         return len(self.train_dataset)
+
+    @property
+    def unique_tokens(self) -> int:
+        """Distinct training tokens the run draws from: data.unique_tokens, or every whole block of the split."""
+        return self.train_blocks * self.cfg.seq_len
 
     def consumed_samples(self) -> int:
         """Training samples the whole job has consumed: derived from the restored optimizer step."""
@@ -147,7 +166,7 @@ class LMDataModule(L.LightningDataModule):
         if self.corpus is None:
             raise RuntimeError("LMDataModule.setup() has not been called")
 
-    def _loader(self, dataset: BlockDataset, sampler) -> DataLoader:
+    def _loader(self, dataset: Dataset, sampler) -> DataLoader:
         workers = self.cfg.num_workers
         return DataLoader(
             dataset,

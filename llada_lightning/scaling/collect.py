@@ -84,6 +84,8 @@ def _row_from_result(res: RunResult, run_dir: Path, convention: str | None, para
         loss=to_float(res.get("val_loss")),
         bpb=to_float(res.get("val_bpb")),
         seed=to_float(res.get("seed")),
+        U=to_float(res.get("unique_tokens")),
+        epochs=to_float(res.get("data_epochs")),
         convention=conv,
         signature=str(res.get("signature") or ""),
         status="done",

@@ -30,6 +30,8 @@ ALIASES = {
     "status": ("status",),
     "model": ("model", "name"),
     "seed": ("seed",),
+    "U": ("u", "unique_tokens", "u_d"),
+    "epochs": ("epochs", "data_epochs"),
     "convention": ("convention", "flops_convention"),
     "signature": ("signature",),
 }
@@ -91,6 +93,8 @@ def read_points(
             C=to_float(cell["C"]),
             loss=to_float(cell["loss"]),
             seed=to_float(cell["seed"]),
+            U=to_float(cell["U"]),
+            epochs=to_float(cell["epochs"]),
             convention=conv,
             signature=(cell["signature"] or "").strip(),
             status=(cell["status"] or "").strip() or "done",

@@ -32,6 +32,8 @@ COLUMNS = (
     "loss",
     "bpb",
     "seed",
+    "U",  # distinct training tokens drawn from (data.unique_tokens, or the whole split)
+    "epochs",  # data epochs seen: D / U
     "convention",
     "status",
     "reason_kind",
@@ -39,7 +41,7 @@ COLUMNS = (
     "signature",
     "run_dir",
 )
-NUMERIC = frozenset({"N", "N_total", "D", "C", "budget", "loss", "bpb", "seed"})
+NUMERIC = frozenset({"N", "N_total", "D", "C", "budget", "loss", "bpb", "seed", "U", "epochs"})
 
 
 @dataclass

@@ -132,6 +132,7 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
         flops_budget=cfg.train.flops_budget,
         steps=steps,
         data_epochs=dm.samples_consumed_to_epochs(steps * module.tokens_per_step // cfg.data.seq_len),
+        unique_tokens=dm.unique_tokens,
         val_loss=module.last_val.get("val_loss"),
         val_bpb=module.last_val.get("val_bpb"),
         val_loss_kind=module.objective.val_loss_kind,  # elbo (an upper bound on the NLL) or nll (exact)

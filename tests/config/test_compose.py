@@ -110,6 +110,14 @@ def test_signature_unchanged_by_the_derived_attention() -> None:
     assert signature(compose(["model=cpu-0.1m", "objective=arm"])) == LEGACY_SIGNATURES["arm"]
 
 
+def test_a_key_added_later_keeps_old_signatures_until_it_is_set() -> None:
+    # data.unique_tokens came after these runs were stored: at its default (None) their names stay
+    assert signature(compose(["model=cpu-0.1m", "data.unique_tokens=null"])) == LEGACY_SIGNATURES["llada"]
+    constrained = compose(["model=cpu-0.1m", "data.unique_tokens=65536"])
+    assert signature(constrained) != LEGACY_SIGNATURES["llada"]
+    assert config_diff(constrained, compose(["model=cpu-0.1m"])) == ["data.unique_tokens (65536 != None)"]
+
+
 def test_legacy_run_config_with_model_causal_still_loads(tmp_path) -> None:
     cfg = compose(["model=cpu-0.1m", "objective=arm"])
     legacy = to_yaml(cfg).replace("  max_seq_len:", "  causal: true\n  max_seq_len:", 1)

@@ -152,3 +152,77 @@ def test_resume_through_a_lightning_trainer(embedded_cfg, tmp_path):
     resumed = fit(4, ckpt_path=str(next((tmp_path / "ckpt").glob("*step=2*.ckpt"))))
     assert len(resumed) == 4
     assert all(torch.equal(x, y) for x, y in zip(resumed, full[4:], strict=True))
+
+
+# ---- data.unique_tokens: a fixed, nested subset repeated for as many epochs as a run needs --------------------
+
+
+def _blocks_of(dm: LMDataModule) -> set[bytes]:
+    """The distinct training blocks a data module draws from, as bytes."""
+    return {dm.train_dataset[i].numpy().tobytes() for i in range(len(dm.train_dataset))}
+
+
+def test_unique_tokens_draws_exactly_u_tokens_repeated_each_epoch_in_a_fresh_order(embedded_cfg, embedded_corpus):
+    u_blocks = 12  # 3 batches of 4 blocks: an epoch every 3 batches
+    dm = make_dm(replace(embedded_cfg, unique_tokens=u_blocks * 128))
+    assert dm.train_blocks == u_blocks and dm.unique_tokens == u_blocks * 128
+    batches = first_batches(dm.train_dataloader(), 9)  # 3 epochs
+    rows = [b.numpy().tobytes() for batch in batches for b in batch]
+    epochs = [rows[i : i + u_blocks] for i in range(0, len(rows), u_blocks)]
+    subset = _blocks_of(dm)
+    full = {
+        np.asarray(embedded_corpus.train[i * 128 : (i + 1) * 128], dtype=np.int64).tobytes()
+        for i in range(len(embedded_corpus.train) // 128)
+    }
+    assert subset <= full and len(subset) == u_blocks  # whole training blocks, no two alike
+    for epoch in epochs:  # every epoch reads each block of the subset exactly once...
+        assert sorted(epoch) == sorted(subset)
+    assert epochs[0] != epochs[1] != epochs[2]  # ...each in its own order
+    assert dm.samples_consumed_to_epochs(len(rows)) == 3.0
+
+
+def test_unique_token_subsets_are_nested_seeded_and_shared_by_every_objective(embedded_cfg):
+    small = _blocks_of(make_dm(replace(embedded_cfg, unique_tokens=8 * 128)))
+    large_dm = make_dm(replace(embedded_cfg, unique_tokens=40 * 128))
+    large = _blocks_of(large_dm)
+    assert small < large  # a smaller U is a prefix of a larger one
+    prefix = [large_dm.train_dataset[i].numpy().tobytes() for i in range(8)]
+    assert set(prefix) == small
+    # one subset per seed, whatever else differs (the data module does not know the objective or the model)
+    assert _blocks_of(make_dm(replace(embedded_cfg, unique_tokens=8 * 128), batch_size=2)) == small
+    assert _blocks_of(make_dm(replace(embedded_cfg, unique_tokens=8 * 128), seed=1)) != small
+
+
+def test_no_unique_tokens_reads_the_whole_split_as_before(embedded_cfg, embedded_corpus):
+    dm = make_dm(embedded_cfg)
+    assert dm.unique_tokens == len(embedded_corpus.train) // 128 * 128
+    first = first_batches(dm.train_dataloader(), 1)[0]
+    perm = np.random.default_rng([0, 0]).permutation(len(embedded_corpus.train) // 128)  # blocks.py's epoch order
+    expected = [np.asarray(embedded_corpus.train[i * 128 : (i + 1) * 128], dtype=np.int64) for i in perm[:4]]
+    np.testing.assert_array_equal(first.numpy(), np.stack(expected))
+
+
+def test_unique_tokens_beyond_the_training_split_is_one_clear_error(embedded_cfg, embedded_corpus):
+    available = len(embedded_corpus.train) // 128 * 128
+    dm = LMDataModule(replace(embedded_cfg, unique_tokens=available + 128), batch_size=4, seed=0, val_batches=3)
+    with pytest.raises(ConfigError, match=rf"unique_tokens={available + 128} exceeds the training split \({available}"):
+        dm.setup("fit")
+    assert dm.train_dataset is None  # nothing kept from the failed set-up
+    assert make_dm(replace(embedded_cfg, unique_tokens=available)).train_blocks == available // 128
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.unique_tokens=1000", r"smaller than one batch .*16 x data.seq_len=64 = 1024 tokens"),
+        ("data.unique_tokens=1100", r"not a whole number of data.seq_len=64-token blocks; use 1088 or 1152"),
+        ("data.unique_tokens=0", r"data.unique_tokens=0 must be > 0"),
+    ],
+)
+def test_unique_tokens_is_checked_with_the_config(override, message):
+    from llada_lightning.config.compose import compose
+
+    base = ["data.seq_len=64", "train.batch_size=16"]
+    with pytest.raises(ConfigError, match=message):
+        compose([*base, override])
+    assert compose([*base, "data.unique_tokens=1088"]).data.unique_tokens == 1088

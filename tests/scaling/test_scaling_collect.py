@@ -315,3 +315,19 @@ def test_one_run_with_an_unknown_convention_is_invalid_and_the_rest_fit(tmp_path
     row = next(r for r in table.rows if r["run_dir"].endswith("weird"))
     assert row["status"] == "invalid" and "flops_convention = 'weird' is not 6N or full" in row["reason"]
     assert row["reason"].startswith(str(tmp_path / "sweep/weird")) and len(table.usable()) == 20
+
+
+def test_unique_tokens_and_epochs_are_collected_and_round_trip(tmp_path):
+    for i, (u, d) in enumerate([(1e6, 1e6), (1e6, 3.2e7), (4e6, 3.2e7)]):
+        record = result_record("llada", 1e5, d, 4.0 - 0.1 * i, 6 * 1e5 * d, seed=i)
+        write_run(tmp_path / "runs", f"dc/r{i}", {**record, "unique_tokens": int(u), "data_epochs": d / u})
+    write_run(tmp_path / "runs", "dc/old", result_record("llada", 1e5, 1e6, 4.5, 6e11, seed=9))  # an older record
+    table = collect(tmp_path / "runs", verbose=False)
+    by_name = {os.path.basename(r["run_dir"]): r for r in table.rows}
+    assert [(by_name[f"r{i}"]["U"], by_name[f"r{i}"]["epochs"]) for i in range(3)] == [(1e6, 1), (1e6, 32), (4e6, 8)]
+    assert math.isnan(by_name["old"]["U"]) and math.isnan(by_name["old"]["epochs"])
+    back = read_points(write_csv(table, tmp_path / "points.csv"))
+    np.testing.assert_array_equal(back.column("U"), table.column("U"))
+    np.testing.assert_array_equal(back.column("epochs"), table.column("epochs"))
+    (tmp_path / "pub.csv").write_text("params,tokens,unique_tokens,loss\n1e8,1e10,1e9,3.1\n")
+    assert read_points(tmp_path / "pub.csv").column("U").tolist() == [1e9]

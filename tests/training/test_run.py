@@ -58,6 +58,20 @@ def test_tiny_model_lowers_validation_loss_within_a_minute(objective: str, tmp_p
     assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
+def test_a_data_constrained_run_records_its_unique_tokens_and_epochs(tmp_path: Path) -> None:
+    u = 4 * 16 * 64  # 4 batches of unique data, read 5 times over in 20 steps
+    cfg = compose(
+        [*TINY, "train.max_steps=20", "train.val_batches=2", f"data.unique_tokens={u}", f"run_dir={tmp_path}"]
+    )
+    result = train(cfg)
+    on_disk = json.loads((tmp_path / "result.json").read_text())
+    assert on_disk["unique_tokens"] == u and on_disk["data_epochs"] == 5.0
+    assert result["tokens"] == 20 * 16 * 64
+    whole = train(compose([*TINY, "train.max_steps=2", "train.val_batches=2", f"run_dir={tmp_path / 'all'}"]))
+    assert whole["unique_tokens"] > 100 * u  # without the key: every whole block of the training split
+    assert whole["data_epochs"] == pytest.approx(2 * 16 * 64 / whole["unique_tokens"])
+
+
 def test_finished_run_is_not_trained_again(tmp_path: Path, capsys) -> None:
     cfg = compose(["objective=arm", *TINY, "train.max_steps=4", f"run_dir={tmp_path}"])
     first = train(cfg)
