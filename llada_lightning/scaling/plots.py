@@ -31,7 +31,7 @@ COLORS = {"llada": "tab:blue", "arm": "tab:red"}  # other objectives take the ne
 LABELS = {"llada": "LLaDA (masked diffusion)", "arm": "ARM (autoregressive)"}
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -81,7 +81,7 @@ def _cell(v) -> str:
     return str(v)
 
 
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> Path:
+def write_plot_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> Path:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -90,7 +90,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(buf.getvalue()))
 
 
-def _save(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
+def save_figure(fig, stem: Path, formats: Sequence[str]) -> list[Path]:
     return [
         atomic_write(
             stem.with_suffix(f".{fmt}"), lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight")
@@ -191,7 +191,7 @@ def _mark_extrapolation(ax, c_max: float | None) -> None:
 
 
 def _budget_colors(budgets: Sequence[float]):
-    plt = _pyplot()
+    plt = pyplot()
     cmap = plt.get_cmap("viridis")
     n = max(len(budgets), 1)
     return {b: cmap(0.1 + 0.8 * i / max(n - 1, 1)) for i, b in enumerate(sorted(budgets))}
@@ -201,7 +201,7 @@ def plot_isoflop(table: Table, fit: dict, stem: Path, formats: Sequence[str] = F
     """Loss vs N (log axis) per budget, one panel per objective: runs, fitted parabolas, vertices."""
     from llada_lightning.scaling.isoflop import group_budgets
 
-    plt = _pyplot()
+    plt = pyplot()
     objectives = _objectives(fit)
     n_panels = max(len(objectives), 1)
     fig, axes = plt.subplots(1, n_panels, figsize=(5.2 * n_panels, 4.2), squeeze=False)
@@ -265,15 +265,15 @@ def plot_isoflop(table: Table, fit: dict, stem: Path, formats: Sequence[str] = F
         fontsize=8,
     )
     fig.tight_layout()
-    written = _save(fig, stem, formats)
+    written = save_figure(fig, stem, formats)
     plt.close(fig)
-    _write_csv(stem.with_suffix(".csv"), ("objective", "kind", "budget", "N", "loss"), rows)
+    write_plot_csv(stem.with_suffix(".csv"), ("objective", "kind", "budget", "N", "loss"), rows)
     return [*written, stem.with_suffix(".csv")]
 
 
 def plot_frontier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """L*(C) per objective: frontier points, fitted law (dashed past the largest budget) and bootstrap band."""
-    plt = _pyplot()
+    plt = pyplot()
     objectives = _objectives(fit)
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     rows: list[dict] = []
@@ -310,9 +310,9 @@ def plot_frontier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> li
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    written = _save(fig, stem, formats)
+    written = save_figure(fig, stem, formats)
     plt.close(fig)
-    _write_csv(stem.with_suffix(".csv"), ("objective", "kind", "C", "L", "L_low", "L_high"), rows)
+    write_plot_csv(stem.with_suffix(".csv"), ("objective", "kind", "C", "L", "L_low", "L_high"), rows)
     return [*written, stem.with_suffix(".csv")]
 
 
@@ -332,7 +332,7 @@ def _curve_rows(objective: str, curve: dict, key: str, names: tuple[str, str, st
 
 def plot_optimal_size(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """N*(C) and D*(C): IsoFLOP vertices and the power laws N* ~ C^a, D* ~ C^b per objective, with bands."""
-    plt = _pyplot()
+    plt = pyplot()
     objectives = _objectives(fit)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
     rows: list[dict] = []
@@ -367,15 +367,15 @@ def plot_optimal_size(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -
     axes[0].set_title(f"N* ~ C^a (IsoFLOP vertices; bands {_level(fit)} bootstrap)", fontsize=10)
     axes[1].set_title("D* ~ C^b", fontsize=10)
     fig.tight_layout()
-    written = _save(fig, stem, formats)
+    written = save_figure(fig, stem, formats)
     plt.close(fig)
-    _write_csv(stem.with_suffix(".csv"), ("objective", "quantity", "kind", "C", "value", "low", "high"), rows)
+    write_plot_csv(stem.with_suffix(".csv"), ("objective", "quantity", "kind", "C", "value", "low", "high"), rows)
     return [*written, stem.with_suffix(".csv")]
 
 
 def plot_multiplier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> list[Path]:
     """k(C) with L_MDM(k C) = L_ARM(C): the estimate and interval at each budget, and the curve with its band."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.6))
     rows: list[dict] = []
     cmp = fit.get("comparison")
@@ -423,9 +423,9 @@ def plot_multiplier(fit: dict, stem: Path, formats: Sequence[str] = FORMATS) -> 
     ax.set_title("Compute multiplier of masked diffusion over autoregression", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     fig.tight_layout()
-    written = _save(fig, stem, formats)
+    written = save_figure(fig, stem, formats)
     plt.close(fig)
-    _write_csv(stem.with_suffix(".csv"), ("kind", "C", "k", "k_low", "k_high"), [{**r} for r in rows])
+    write_plot_csv(stem.with_suffix(".csv"), ("kind", "C", "k", "k_low", "k_high"), [{**r} for r in rows])
     return [*written, stem.with_suffix(".csv")]
 
 

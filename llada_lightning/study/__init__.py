@@ -4,7 +4,10 @@ In the manner of OLMo-core's model ladder (allenai/OLMo-core, `olmo_core/model_l
 built from a handful of parameters, not a hand-written list of runs. This layer sits above `sweep/` (which launches
 and tracks runs) and `scaling/` (which fits them); neither imports it.
 
-- `design.py`: the `Design` base and its registry `DESIGNS` (`isoflop` is `isoflop.IsoFLOPDesign`), `load_design`
+- `design.py`: the `Design` base and its registry `DESIGNS` (`isoflop` is `isoflop.IsoFLOPDesign`), `load_design`;
+  each design owns its analysis (`Design.analyze`)
+- `schedules.py` + `schedule_report.py`: the masking-schedule ablation (`llada study schedules`) and its analysis
+- `data_constrained.py` + `data_constrained_report.py`: repeated-data scaling (`llada study data-constrained`)
 - `placement.py`: each budget's size window, placed around the optimum predicted from finished smaller budgets
 - `study.py`: `Study` (a design in an output directory): `plan`, `launch`, `status`, `report`
 - `timing.py`: measured step times, for the wall-time estimate of `--dry-run`

@@ -117,8 +117,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         "starts": args.starts,
         "workers": study.parallel * study.threads,  # the cores the study was given: its fits use them too
     }
-    from llada_lightning.study.report import report
-
+    report = study.design.analyze  # each design's own analysis (isoflop: study/report.py)
     if args.report:
         runs = study.expand(study.windows())
         report(study.directory, runs, stream=sys.stdout, **fit_kwargs)

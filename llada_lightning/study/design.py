@@ -98,6 +98,20 @@ class Design:
         """Windows for the cells that can be placed now (given the table of finished runs), and notes."""
         raise NotImplementedError
 
+    def cell_of(self, cfg: Any) -> str:
+        """The cell a run's config belongs to (its key in `windows`)."""
+        return cell_key(cfg.objective.name, float(cfg.train.flops_budget))
+
+    def size_of(self, cfg: Any) -> int:
+        """The entry of its cell's window a run's config trains (the ladder's width)."""
+        return int(cfg.model.d_model)
+
+    def analyze(self, directory: Path, runs: list[Any], **kwargs: Any) -> tuple[dict, dict[str, Path]]:
+        """The study's analysis and report of its finished `runs` (default: the IsoFLOP fits, report.py)."""
+        from llada_lightning.study.report import report
+
+        return report(directory, runs, **kwargs)
+
 
 def cell_key(objective: str, budget: float) -> str:
     """The key of one (objective, budget) cell in `study.json`: `llada@6e+11`."""
@@ -139,7 +153,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def load_design(ref: str | None = None, *, quick: bool = False, sets: Sequence[str] = ()) -> Design:
     """A design by registered name (default `isoflop`) or YAML file; `quick` applies the design's QUICK preset;
     `sets` are `param=value` strings (`--set budgets=[1e11,3e11]`), parsed as YAML values."""
-    from llada_lightning.study import isoflop  # noqa: F401  (registers the built-in designs)
+    from llada_lightning.study import data_constrained, isoflop, schedules  # noqa: F401  (registers the designs)
 
     ref = ref or "isoflop"
     path = Path(ref)

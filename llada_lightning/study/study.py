@@ -22,7 +22,7 @@ import yaml
 from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.io import atomic_write_json, atomic_write_text
-from llada_lightning.study.design import Design, cell_key
+from llada_lightning.study.design import Design
 
 RECORD = "study.json"
 SPEC = "spec.yaml"
@@ -127,18 +127,18 @@ class Study:
         by_cell = {}
         for key, widths in everything.items():
             for width in widths:
-                by_cell[(key, int(width))] = key in placed
+                by_cell[(key, width)] = key in placed
         out = []
         for run in runs:
-            key = cell_key(run.cfg.objective.name, float(run.cfg.train.flops_budget))
-            out.append(Planned(key, run, by_cell.get((key, run.cfg.model.d_model), True)))
+            key = self.design.cell_of(run.cfg)
+            out.append(Planned(key, run, by_cell.get((key, self.design.size_of(run.cfg)), True)))
         return out
 
     def finished(self, runs: list[Any], states: dict[str, Any]) -> dict[str, tuple[list[int], list[float]] | None]:
         """Per cell: (widths, final validation losses) once all its runs are done or failed, else None."""
         cells: dict[str, list[Any]] = {}
         for run in runs:
-            cells.setdefault(cell_key(run.cfg.objective.name, float(run.cfg.train.flops_budget)), []).append(run)
+            cells.setdefault(self.design.cell_of(run.cfg), []).append(run)
         out: dict[str, tuple[list[int], list[float]] | None] = {}
         for key, members in cells.items():
             if any(states[r.signature].state not in TERMINAL for r in members):
@@ -147,7 +147,7 @@ class Study:
             widths, losses = [], []
             for r in members:
                 s = states[r.signature]
-                widths.append(int(r.cfg.model.d_model))
+                widths.append(self.design.size_of(r.cfg))
                 loss = s.val_loss if s.state == "done" and isinstance(s.val_loss, int | float) else float("nan")
                 losses.append(float(loss))
             out[key] = (widths, losses)
@@ -207,7 +207,7 @@ class Study:
         for key in expected:
             table[key] = {"expected": expected[key], "placed": len(windows.get(key, [])) * len(self.design.seeds)}
         for run in runs:
-            key = cell_key(run.cfg.objective.name, float(run.cfg.train.flops_budget))
+            key = self.design.cell_of(run.cfg)
             s = states[run.signature].state
             table.setdefault(key, {"expected": 0, "placed": 0})
             table[key][s] = table[key].get(s, 0) + 1

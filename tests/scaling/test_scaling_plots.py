@@ -36,7 +36,7 @@ def captured(monkeypatch):
         figures[stem.name] = {"legend": legends, "bands": bands}
         return []
 
-    monkeypatch.setattr(plots_module, "_save", save)
+    monkeypatch.setattr(plots_module, "save_figure", save)
     return figures
 
 
