@@ -50,14 +50,25 @@ def _fmt_time(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
-def dry_run(study, *, measure: bool = True, out=None) -> list:
-    """Print the study's runs with N, D, C (6N and full), D/N, steps and estimated wall time."""
+def _fmt_est(seconds: float | None, gpu: bool) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds / 3600:.3g}h" if gpu else _fmt_time(seconds)
+
+
+def dry_run(study, *, measure: bool = True, out=None, gpu_flops: float | None = None, mfu: float = 0.4) -> list:
+    """Print the study's runs with N, D, C (6N and full), D/N, steps and estimated wall time: measured on this
+    machine, or with `gpu_flops` (peak FLOP/s of one accelerator) the GPU-hours at utilisation `mfu`."""
     from llada_lightning.flops import param_counts
-    from llada_lightning.study.timing import estimate
+    from llada_lightning.study.timing import accelerator_estimate, estimate
 
     out = out or sys.stdout
     planned = study.plan()
-    est = estimate([p.run for p in planned], threads=study.threads) if measure else {}
+    runs = [p.run for p in planned]
+    if gpu_flops is not None:
+        est = accelerator_estimate(runs, peak_flops=gpu_flops, mfu=mfu)
+    else:
+        est = estimate(runs, threads=study.threads) if measure else {}
     print(
         f"{'name':<30} {'N':>9} {'D':>11} {'C(6N)':>9} {'C(full)':>9} {'D/N':>7} {'steps':>7} {'est':>7}  window",
         file=out,
@@ -68,7 +79,7 @@ def dry_run(study, *, measure: bool = True, out=None) -> list:
         seconds = est.get(p.run.signature)
         print(
             f"{p.run.name:<30} {n:>9,} {d:>11,} {p.run.flops('6N'):>9.3g} {p.run.flops('full'):>9.3g} {d / n:>7.1f} "
-            f"{p.run.steps:>7} {_fmt_time(seconds) if seconds is not None else '-':>7}  "
+            f"{p.run.steps:>7} {_fmt_est(seconds, gpu_flops is not None):>7}  "
             f"{'placed' if p.placed else 'provisional'}",
             file=out,
         )
@@ -84,10 +95,16 @@ def dry_run(study, *, measure: bool = True, out=None) -> list:
 
             trunks = plan_trunks([p.run for p in planned], study.directory, singletons=True)
             serial = shared_estimate([p.run for p in planned], est, trunks)
-        line += (
-            f"; estimated {_fmt_time(serial)} of run time, ~{_fmt_time(serial / study.parallel)} wall with "
-            f"{study.parallel} at once x {study.threads} thread(s) (measured step times; an estimate)"
-        )
+        if gpu_flops is not None:
+            line += (
+                f"; estimated {serial / 3600:,.0f} GPU-hours at {100 * mfu:g}% MFU of {gpu_flops:.3g} FLOP/s per GPU "
+                "(full-convention compute; an estimate)"
+            )
+        else:
+            line += (
+                f"; estimated {_fmt_time(serial)} of run time, ~{_fmt_time(serial / study.parallel)} wall with "
+                f"{study.parallel} at once x {study.threads} thread(s) (measured step times; an estimate)"
+            )
         if trunks:
             line += f"; {len(trunks)} shared WSD trunks counted once"
     print(line, file=out)
@@ -105,7 +122,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         raise ConfigError(f"--{verbs[0].replace('_', '-')} and --{verbs[1].replace('_', '-')}: choose one")
     study = _study(args)
     if args.dry_run:
-        dry_run(study, measure=not args.no_measure)
+        if args.gpu_flops is not None and not (args.gpu_flops > 0 and 0 < args.mfu <= 1):
+            raise ConfigError(f"--gpu-flops {args.gpu_flops} / --mfu {args.mfu}: need a peak > 0 and 0 < MFU <= 1")
+        dry_run(study, measure=not args.no_measure, gpu_flops=args.gpu_flops, mfu=args.mfu)
         return 0
     if args.status:
         study.status()
@@ -177,6 +196,14 @@ def register_study(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     p.add_argument("--no-parametric", action="store_true", help="skip the Approach-3 law L(N, D)")
     p.add_argument("--no-measure", action="store_true", help="--dry-run without measuring step times")
+    p.add_argument(
+        "--gpu-flops",
+        type=float,
+        default=None,
+        metavar="F",
+        help="--dry-run: estimate GPU-hours for accelerators of peak F FLOP/s each (A100 bf16: 312e12)",
+    )
+    p.add_argument("--mfu", type=float, default=0.4, help="--dry-run --gpu-flops: model FLOPs utilisation (0.4)")
     p.add_argument(
         "--starts",
         choices=("full", "coarse"),

@@ -72,6 +72,13 @@ def estimate(runs: list[Any], *, threads: int = 1) -> dict[str, float]:
     return out
 
 
+def accelerator_estimate(runs: list[Any], *, peak_flops: float, mfu: float) -> dict[str, float]:
+    """Estimated device-seconds of each run on accelerators of `peak_flops` FLOP/s each at model FLOPs utilisation
+    `mfu`: its compute in the full convention (every matmul, head and attention; Chinchilla App. F) over
+    peak_flops x mfu, plus STARTUP_S. GPU-hours = device-seconds / 3600, however many devices a run uses."""
+    return {run.signature: run.flops("full") / (peak_flops * mfu) + STARTUP_S for run in runs}
+
+
 def shared_estimate(runs: list[Any], est: dict[str, float], trunks: list[Any]) -> float:
     """Estimated run seconds of the whole study when WSD trunks are shared (sweep/trunks.py): each trunk once (to
     its last branch step), each branch only its decay, every other run in full."""

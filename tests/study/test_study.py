@@ -94,3 +94,17 @@ def test_report_of_a_study_under_a_relative_out_covers_its_runs(tmp_path, monkey
     assert "ignored" not in out.getvalue()
     assert fit["n_runs"] == 9 and files["fit"].is_file()
     assert len(fit["flop_conventions"]["cells"]) == 3  # every budget, both conventions side by side
+
+
+def test_dry_run_estimates_gpu_hours_from_the_full_convention_compute(tmp_path):
+    from llada_lightning.study.timing import STARTUP_S, accelerator_estimate
+
+    study = tiny_study(tmp_path, "share_trunks=false")
+    out = io.StringIO()
+    planned = dry_run(study, out=out, gpu_flops=1e6, mfu=0.5)  # a slow accelerator, so hours are visible
+    runs = [p.run for p in planned]
+    est = accelerator_estimate(runs, peak_flops=1e6, mfu=0.5)
+    for run in runs:
+        assert est[run.signature] == pytest.approx(run.flops("full") / 5e5 + STARTUP_S)
+    total = sum(est.values()) / 3600
+    assert f"estimated {total:,.0f} GPU-hours at 50% MFU of 1e+06 FLOP/s per GPU" in out.getvalue()
