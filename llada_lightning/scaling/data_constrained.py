@@ -546,9 +546,11 @@ def bootstrap_data_constrained(
     level: float = 0.95,
     starts: Iterable | None = None,
     stage1_starts: np.ndarray | None = None,
+    full: DataConstrainedFit | None = None,
 ) -> BootstrapResult:
     """Percentile intervals (`bootstrap.bootstrap`) of E, A, B, alpha, beta, R_D_star, R_N_star.
 
+    `full`: the fit of these same points with these options, when the caller has it (saves refitting it).
     Pairs resampling within strata of (unique-token budget U, single-epoch or not), so every refit keeps each
     budget's points and the number of single-epoch points stage 1 needs. The full data are fitted once with the
     full start grids; each refit warm-starts stage 1 at that fit (one start) and adds its (R_D*, R_N*) to the
@@ -556,7 +558,10 @@ def bootstrap_data_constrained(
     the full-data stage 1 and the refits in that many processes. Intervals are reliable only with
     n_resamples >= requirements.min_resamples(level) (80 at 95%)."""
     n, d, u, y = _check_inputs(N, D, U, L)
-    full = fit_data_constrained(n, d, u, y, fixed=fixed, starts=starts, stage1_starts=stage1_starts, workers=workers)
+    if full is None:
+        full = fit_data_constrained(
+            n, d, u, y, fixed=fixed, starts=starts, stage1_starts=stage1_starts, workers=workers
+        )
     pairs = _check_starts(starts)
     if math.isfinite(full.R_D_star):
         r_n0 = full.R_N_star if math.isfinite(full.R_N_star) else R_STAR_GRID[-1]

@@ -72,6 +72,42 @@ def format_conventions(section: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def study_table(directory: Path, runs: list[Any], stream: TextIO, label: Any = None):
+    """The finished and unfinished runs of the study in `directory` as a Table: only the study's own runs (its
+    placed windows; older run directories under it are ignored, and said so); `label(run)` renames the objective
+    (a design's variant). Prints the table's report; raises a one-line error when no run has finished."""
+    from llada_lightning.scaling.collect import collect
+
+    if not directory.is_dir():
+        raise ConfigError(f"{directory}: no such study directory; launch the study first (llada study ...)")
+    table = collect(directory, verbose=False)
+    mine = {str(Path(r.run_dir).resolve()): r for r in runs}  # the study's runs: absolute; `directory`: maybe not
+    rows = [row for row in table.rows if str(Path(row["run_dir"]).resolve()) in mine]
+    stale = len(table.rows) - len(rows)
+    if label is not None:
+        for row in rows:
+            row["objective"] = label(mine[str(Path(row["run_dir"]).resolve())])
+    table.rows = rows
+    print(table.report(), file=stream)
+    if stale:
+        print(f"study: ignored {stale} run directories under {directory} that the design no longer has", file=stream)
+    if not len(table.usable()):
+        raise ConfigError(f"study: no run of {directory} has finished yet; see `llada study ... --status`")
+    return table
+
+
+def finish_report(
+    directory: Path, summary: str, files: dict[str, Path], plots: list[Path], start: float, stream: TextIO
+) -> dict[str, Path]:
+    """Write summary.txt (the summary, the files and the wall time) and print it; returns every file written."""
+    files = {**files, **{f"plot {p.stem}": p for p in plots if p.suffix == ".png"}}
+    summary += "\n\nfiles:\n" + "\n".join(f"  {k}: {v}" for k, v in files.items())
+    summary += f"\nstudy: total wall time {_elapsed(start)}"
+    atomic_write_text(directory / "summary.txt", summary + "\n")
+    print(summary, file=stream)
+    return {**files, "summary": directory / "summary.txt"}
+
+
 def _elapsed(start: float) -> str:
     s = time.perf_counter() - start
     return f"{s:.1f} s" if s < 120 else f"{s / 60:.1f} min"
@@ -91,25 +127,12 @@ def report(
 ) -> tuple[dict, dict[str, Path]]:
     """Fit and report the finished `runs` of the study in `directory`; returns (fit, files)."""
     from llada_lightning.scaling.cli import FIT, PLOTS, POINTS, fit_table, is_degenerate, write_fit
-    from llada_lightning.scaling.collect import collect, write_csv
+    from llada_lightning.scaling.collect import write_csv
     from llada_lightning.scaling.plots import plot_study
     from llada_lightning.scaling.summary import format_summary
 
     start = time.perf_counter() if start is None else start
-    if not directory.is_dir():
-        raise ConfigError(f"{directory}: no such study directory; launch the study first (llada study ...)")
-    table = collect(directory, verbose=False)
-    run_dirs = {str(Path(r.run_dir).resolve()) for r in runs}  # the study's runs: absolute; `directory`: maybe not
-    mine = [str(Path(row["run_dir"]).resolve()) in run_dirs for row in table.rows]
-    stale = [row for row, keep in zip(table.rows, mine, strict=True) if not keep]
-    table.rows = [row for row, keep in zip(table.rows, mine, strict=True) if keep]
-    print(table.report(), file=stream)
-    if stale:
-        print(
-            f"study: ignored {len(stale)} run directories under {directory} that the design no longer has", file=stream
-        )
-    if not len(table.usable()):
-        raise ConfigError(f"study: no run of {directory} has finished yet; see `llada study --status`")
+    table = study_table(directory, runs, stream)
     points = write_csv(table, directory / POINTS)
     fit = fit_table(table, n_bootstrap=n_bootstrap, seed=seed, parametric=parametric, starts=starts, workers=workers)
     fit["flop_conventions"] = flop_conventions(runs)

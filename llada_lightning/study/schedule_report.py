@@ -25,30 +25,8 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from llada_lightning.config.errors import ConfigError
-from llada_lightning.io import atomic_write_text
+from llada_lightning.study.report import finish_report, study_table
 from llada_lightning.study.schedules import ARM, OBJECTIVE_KEYS, REFERENCE, VARIANTS, SchedulesDesign, variant_of
-
-
-def _relabelled_table(directory: Path, runs: list[Any], stream: TextIO):
-    """The study's finished runs as a Table whose `objective` is each run's variant."""
-    from llada_lightning.scaling.collect import collect
-
-    if not directory.is_dir():
-        raise ConfigError(f"{directory}: no such study directory; launch the study first (llada study schedules)")
-    table = collect(directory, verbose=False)
-    label = {str(Path(r.run_dir).resolve()): variant_of(r.cfg) for r in runs}
-    rows = [row for row in table.rows if str(Path(row["run_dir"]).resolve()) in label]
-    stale = len(table.rows) - len(rows)
-    for row in rows:
-        row["objective"] = label[str(Path(row["run_dir"]).resolve())]
-    table.rows = rows
-    print(table.report(), file=stream)
-    if stale:
-        print(f"study: ignored {stale} run directories under {directory} that the design no longer has", file=stream)
-    if not len(table.usable()):
-        raise ConfigError(f"study: no run of {directory} has finished yet; see `llada study schedules --status`")
-    return table
 
 
 def _comparisons(table, variants: list[str], ref: str, fit_kwargs: dict) -> dict[str, dict]:
@@ -366,7 +344,7 @@ def report_schedules(
     from llada_lightning.scaling.refits import jsonable
 
     start = time.perf_counter() if start is None else start
-    table = _relabelled_table(directory, runs, stream)
+    table = study_table(directory, runs, stream, label=lambda run: variant_of(run.cfg))
     points = write_csv(table, directory / POINTS)
     present = [v for v in design.objectives if len(table.usable().select(objective=v))]
     kw = {"n_bootstrap": n_bootstrap, "seed": seed}
@@ -396,12 +374,5 @@ def report_schedules(
     files += _plot_multipliers(fit, plots / "multipliers")
     if "at_common_checkpoint" in fit["variance"]:
         files += _plot_variance(fit["variance"], plots / "variance")
-    out = {"points": points, "fit": fit_path, "plots": plots}
-    out.update({f"plot {p.stem}": p for p in files if p.suffix == ".png"})
-    summary = format_schedules_summary(fit)
-    summary += "\n\nfiles:\n" + "\n".join(f"  {k}: {v}" for k, v in out.items())
-    summary += f"\nstudy: total wall time {time.perf_counter() - start:.0f} s"
-    atomic_write_text(directory / "summary.txt", summary + "\n")
-    out["summary"] = directory / "summary.txt"
-    print(summary, file=stream)
-    return fit, out
+    files_out = {"points": points, "fit": fit_path, "plots": plots}
+    return fit, finish_report(directory, format_schedules_summary(fit), files_out, files, start, stream)

@@ -171,13 +171,23 @@ def test_noisy_points_recovered_within_bootstrap_intervals():
     resid = np.log(at_true_r.predict(n, d, u)) - np.log(loss)
     assert 0 < fit.objective <= scipy_huber(1e-3, resid).sum()
 
-    bs = bootstrap_data_constrained(n, d, u, loss, n_resamples=80, seed=0, stage1_starts=FEW_STARTS)
+    bs = bootstrap_data_constrained(n, d, u, loss, n_resamples=80, seed=0, stage1_starts=FEW_STARTS, full=fit)
     assert bs.scheme == "pairs within strata" and bs.n_resamples == 80
     for name, truth in [("E", E), ("alpha", ALPHA), ("beta", BETA), ("R_D_star", RD_STAR), ("R_N_star", RN_STAR)]:
         rec = bs.record(name)
         assert rec["reliable"], (name, rec["problem"])
         assert rec["estimate"] == pytest.approx(fit.params()[name], rel=1e-6)
         assert rec["low"] <= truth <= rec["high"], (name, rec["low"], rec["high"])
+
+
+def test_bootstrap_given_the_full_fit_equals_the_one_that_refits_it():
+    n, d, u = design()
+    loss = true_loss(n, d, u) * np.exp(np.random.default_rng(3).normal(0.0, 0.003, len(n)))
+    fit = fit_data_constrained(n, d, u, loss, stage1_starts=FEW_STARTS)
+    own = bootstrap_data_constrained(n, d, u, loss, n_resamples=8, seed=1, stage1_starts=FEW_STARTS)
+    given = bootstrap_data_constrained(n, d, u, loss, n_resamples=8, seed=1, stage1_starts=FEW_STARTS, full=fit)
+    for name in ("E", "alpha", "beta", "R_D_star", "R_N_star"):
+        np.testing.assert_array_equal(own.samples[name], given.samples[name])
 
 
 def test_fixed_stage1_recovers_r_stars_from_noiseless_data():
