@@ -60,6 +60,50 @@ def resolved(comparison: dict) -> list[dict]:
     return rows
 
 
+# -- paired differences at equal (N, D, seed) -------------------------------------------------------------------
+def paired_differences(table, variants: list[str], ref: str, *, n_bootstrap: int, seed: int) -> dict[str, list[dict]]:
+    """Per variant and budget: the mean of L_v - L_ref over the (size, seed) runs both trained (the same data, model
+    and compute, only the objective differs), with a percentile bootstrap interval over those pairs; resolved when
+    it excludes 0. No frontier or vertex is fitted, so this holds even where the IsoFLOP parabolas are flat."""
+    from llada_lightning.scaling.bootstrap import bootstrap
+
+    usable = table.usable()
+
+    def losses(name: str) -> dict[tuple[float, float, float], float]:
+        sub = usable.select(objective=name)
+        keys = zip(sub.column("budget"), sub.column("N"), sub.column("seed"), strict=True)
+        return {
+            (float(b), float(n), float(sd)): float(v) for (b, n, sd), v in zip(keys, sub.column("loss"), strict=True)
+        }
+
+    base = losses(ref)
+    out: dict[str, list[dict]] = {}
+    for v in variants:
+        if v == ref:
+            continue
+        mine = losses(v)
+        rows = []
+        for budget in sorted({k[0] for k in base}):
+            common = sorted(k for k in mine if k in base and k[0] == budget)
+            diff = np.array([mine[k] - base[k] for k in common])
+            row: dict[str, Any] = {"C": budget, "pairs": len(common), "mean": float(diff.mean()) if len(diff) else None}
+            if len(diff) >= 2 and n_bootstrap > 0:
+                rec = bootstrap(lambda d: {"mean": float(np.mean(d))}, [diff], n_resamples=n_bootstrap, seed=seed)
+                row.update({k: rec.record("mean")[k] for k in ("low", "high", "reliable", "problem")})
+                if row["reliable"]:
+                    lo, hi = row["low"], row["high"]
+                    row["verdict"] = (
+                        "resolved: higher loss" if lo > 0 else "resolved: lower loss" if hi < 0 else "not resolved"
+                    )
+                else:
+                    row["verdict"] = "interval unreliable"
+            else:
+                row["verdict"] = "fewer than 2 pairs"
+            rows.append(row)
+        out[v] = rows
+    return out
+
+
 # -- the estimator variance -----------------------------------------------------------------------------------------
 def _reference_runs(design: SchedulesDesign, runs: list[Any]) -> dict[str, Any]:
     """Per LLaDA variant, its finished run at the largest budget, middle size of its window, first seed."""
@@ -298,6 +342,19 @@ def format_schedules_summary(fit: dict) -> str:
                 for r in resolved(comp)
             ]
             lines.append(f"  {v:<11} " + "; ".join(cells))
+    paired = fit.get("paired_vs_linear") or {}
+    if paired:
+        lines.append(
+            "\nLoss difference from linear at equal (N, D, seed): mean of L_variant - L_linear over the runs of a "
+            "budget [95% bootstrap over them]"
+        )
+        for v, rows in paired.items():
+            cells = [
+                f"{_g(r['C'], '.2g')}: {_g(r['mean'], '+.4f')} "
+                f"[{_g(r.get('low'), '+.4f')}, {_g(r.get('high'), '+.4f')}] {r['verdict']}"
+                for r in rows
+            ]
+            lines.append(f"  {v:<11} " + "; ".join(cells))
     var = fit.get("variance") or {}
     if "error" in var:
         lines.append(f"\nEstimator variance: {var['error']}")
@@ -360,6 +417,7 @@ def report_schedules(
         else {},
         "vs_arm": _comparisons(table, present, ARM, kw) if ARM in present else {},
     }
+    fit["paired_vs_linear"] = paired_differences(table, [v for v in present if v != ARM], REFERENCE, **kw)
     if REFERENCE in fit["vs_arm"]:
         fit["vs_arm"] = {REFERENCE: fit["vs_arm"].pop(REFERENCE), **fit["vs_arm"]}
     fit["variance"] = estimator_variances(design, runs, seed=seed, stream=stream)

@@ -100,6 +100,9 @@ def test_quick_schedules_study_end_to_end_and_with_partial_runs(tmp_path):
     assert set(fit["vs_linear"]) == set(llada_variants) - {"linear"} and set(fit["vs_arm"]) == set(llada_variants)
     for comp in [*fit["vs_linear"].values(), *fit["vs_arm"].values()]:
         assert comp["compute"] == [1e9, 4e9] and len(comp["k"]) == 2 and len(comp["interval"]["k"]) == 2
+    paired = fit["paired_vs_linear"]
+    assert set(paired) == set(llada_variants) - {"linear"}
+    assert all([r["C"] for r in rows] == [1e9, 4e9] and all(r["pairs"] == 3 for r in rows) for rows in paired.values())
     var = fit["variance"]
     assert set(var["own_checkpoint"]) == set(var["at_common_checkpoint"]) == set(llada_variants)
     for rec in var["at_common_checkpoint"].values():
@@ -129,3 +132,31 @@ def test_quick_schedules_study_end_to_end_and_with_partial_runs(tmp_path):
     counts = again["fit"]["status_counts"]
     assert counts.get("failed") == 1 and counts.get("diverged") == 1 and counts["done"] == 33
     assert "3 of 36 runs excluded from fits" in " ".join(again["warnings"])
+
+
+def test_paired_differences_match_runs_of_equal_size_budget_and_seed(tmp_path):
+    import numpy as np
+
+    from llada_lightning.scaling import read_points
+    from llada_lightning.study.schedule_report import paired_differences
+
+    rng = np.random.default_rng(0)
+    lines = ["objective,N,D,budget,loss,seed"]
+    for budget in (1e9, 4e9):
+        for n in (1e4, 2e4, 4e4):
+            for seed in (0, 1):
+                base = 5.0 - 0.1 * np.log10(n) + rng.normal(0, 0.01)
+                d = budget / (6 * n)
+                lines.append(f"linear,{n},{d},{budget},{base},{seed}")
+                lines.append(f"worse,{n},{d},{budget},{base + 0.05 + rng.normal(0, 0.002)},{seed}")
+                if not (budget == 4e9 and n == 4e4 and seed == 1):  # one run missing: its pair is left out
+                    lines.append(f"same,{n},{d},{budget},{base + rng.normal(0, 0.01)},{seed}")
+    (tmp_path / "p.csv").write_text("\n".join(lines) + "\n")
+    out = paired_differences(
+        read_points(tmp_path / "p.csv"), ["linear", "worse", "same"], "linear", n_bootstrap=200, seed=0
+    )
+    assert set(out) == {"worse", "same"}
+    for row in out["worse"]:
+        assert row["pairs"] == 6 and row["verdict"] == "resolved: higher loss" and row["low"] < 0.05 < row["high"]
+    assert [r["pairs"] for r in out["same"]] == [6, 5]
+    assert all(r["verdict"] == "not resolved" and r["low"] < 0 < r["high"] for r in out["same"])
