@@ -13,7 +13,6 @@ from llada_lightning.scaling.collect import Table, collect, read_points, write_c
 from llada_lightning.scaling.data_constrained import (
     DataConstrainedFit,
     bootstrap_data_constrained,
-    critical_compute,
     data_half_life,
     fit_data_constrained,
 )
@@ -21,6 +20,7 @@ from llada_lightning.scaling.frontier import Frontier, fit_frontier
 from llada_lightning.scaling.isoflop import BudgetFit, IsoFLOPFit, fit_isoflop, fit_parabola
 from llada_lightning.scaling.multiplier import compute_multiplier, optimal_size_ratio
 from llada_lightning.scaling.parametric import ParametricFit, fit_parametric, parametric_objective, start_grid
+from llada_lightning.scaling.repeated_data import critical_compute
 from llada_lightning.scaling.study import fit_study
 
 __all__ = [

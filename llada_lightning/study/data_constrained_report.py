@@ -36,11 +36,7 @@ def _points(table, objective: str) -> dict[str, np.ndarray]:
 
 def _fit_objective(p: dict[str, np.ndarray], *, n_bootstrap: int, seed: int, workers: int, stage1) -> tuple[dict, Any]:
     """The law, its intervals and the half-life of one objective; an `error` where the points cannot support it."""
-    from llada_lightning.scaling.data_constrained import (
-        bootstrap_data_constrained,
-        data_half_life,
-        fit_data_constrained,
-    )
+    from llada_lightning.scaling import bootstrap_data_constrained, data_half_life, fit_data_constrained
 
     try:
         fit = fit_data_constrained(p["N"], p["D"], p["U"], p["loss"], stage1_starts=stage1, workers=workers)
@@ -281,8 +277,8 @@ def report_data_constrained(
     """Fit, plot and summarise a data-constrained study; returns (fit, files)."""
     from llada_lightning.scaling.cli import FIT, PLOTS, POINTS, write_fit
     from llada_lightning.scaling.collect import write_csv
-    from llada_lightning.scaling.data_constrained import critical_compute
     from llada_lightning.scaling.refits import jsonable
+    from llada_lightning.scaling.repeated_data import critical_compute
 
     start = time.perf_counter() if start is None else start
     table = study_table(directory, runs, stream)

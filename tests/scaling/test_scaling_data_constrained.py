@@ -25,6 +25,7 @@ from llada_lightning.scaling import (
     parametric_objective,
 )
 from llada_lightning.scaling import data_constrained as dc
+from llada_lightning.scaling.repeated_data import optimal_loss
 
 # Synthetic truth (chosen here): R_D* = 15, R_N* = 5 as in Muennighoff et al.'s C4 fit, a Chinchilla-like law.
 E, A, B, ALPHA, BETA, RD_STAR, RN_STAR = 1.8, 400.0, 1200.0, 0.34, 0.28, 15.0, 5.0
@@ -327,8 +328,8 @@ def test_critical_compute_matches_a_brute_force_crossing():
     assert got == pytest.approx(expected, rel=0.01)
     # the loss curves really cross there
     at = np.array([got / 1.05, got * 1.05])
-    la2, _ = dc.optimal_loss(AR, at, u)
-    lb2, _ = dc.optimal_loss(DIFF, at, u)
+    la2, _ = optimal_loss(AR, at, u)
+    lb2, _ = optimal_loss(DIFF, at, u)
     assert lb2[0] > la2[0] and lb2[1] < la2[1]
 
 
@@ -341,7 +342,7 @@ def test_critical_compute_without_crossing():
 
 def test_optimal_loss_matches_brute_force():
     c = np.array([1e16, 1e19, 1e22])
-    best, n_best = dc.optimal_loss(DIFF, c, 1e8)
+    best, n_best = optimal_loss(DIFF, c, 1e8)
     brute = brute_best_loss((1.8, 400.0, 1800.0, 0.34, 0.28, 500.0, 50.0), c, 1e8, n_grid=40001)
     np.testing.assert_allclose(best, brute, rtol=1e-7)
     assert (best <= brute * (1 + 1e-12)).all()
