@@ -99,8 +99,9 @@ def direction(fit: dict[str, Any]) -> dict[str, Any]:
     order = fit.get("one_epoch", {})
     arm_ahead = bool(order.get("pairs")) and order["arm_ahead"] > order["pairs"] / 2
     several = ratio >= 2
+    resolved = "resolved: the R_D* intervals are apart" if separated else "not resolved: the R_D* intervals overlap"
     verdict = (
-        "reproduces the published direction"
+        f"reproduces the published direction ({resolved})"
         if several and arm_ahead
         else "does not reproduce the published direction"
         if ratio <= 1 or not arm_ahead
@@ -238,10 +239,24 @@ def format_data_constrained_summary(fit: dict) -> str:
         )
         for w in sec.get("warnings") or []:
             lines.append(f"         warning: {w}")
+    excluded = fit.get("excluded") or []
+    if excluded:
+        lines.append(
+            f"Left out of the fits: {len(excluded)} runs. A loss rising with repetition (overfitting) is what the law, "
+            "monotone in D', cannot describe; runs above ln(vocab) + 1 count as diverged:"
+        )
+        lines.extend(
+            f"  {r['objective']} {r['model']} U = {_g(r['U'])}, {_g(r['epochs'])} epochs: {r['status']} ({r['reason']})"
+            for r in excluded
+        )
     crit = fit.get("critical_compute") or {}
     if crit:
         lines.append("Critical compute (LLaDA's compute-optimal loss falls below the ARM's; Prabhudesai et al. 2025):")
-        lines.extend(f"  U = {_g(float(u))}: C = {_g(c)} FLOPs (6N)" for u, c in crit.items())
+        lines.extend(
+            f"  U = {_g(float(u))}: "
+            + (f"C = {_g(c)} FLOPs (6N)" if c is not None else "none in 1e15..1e27 FLOPs: LLaDA's stays above")
+            for u, c in crit.items()
+        )
     order = fit.get("one_epoch") or {}
     if order.get("pairs"):
         lines.append(
@@ -306,6 +321,8 @@ def report_data_constrained(
         fit["critical_compute"] = {
             str(u): critical_compute(laws["arm"], laws["llada"], float(u)) for u in design.unique_tokens
         }
+    keys = ("objective", "model", "status", "reason", "U", "epochs", "run_dir")
+    fit["excluded"] = [{k: row.get(k) for k in keys} for row in table.rows if row["status"] != "done"]
     fit["one_epoch"] = _one_epoch_order(table, list(design.objectives))
     fit["direction"] = direction(fit)
     fit = jsonable(fit)
