@@ -48,8 +48,8 @@ class DataConstrainedDesign(Design):
     name: str = "data-constrained"
     objectives: list[str] = dataclasses.field(default_factory=lambda: ["llada", "arm"])
     seeds: list[int] = dataclasses.field(default_factory=lambda: [0])
-    # unique-token budgets: 16 and 64 blocks-of-batches of this corpus's 2.5M training tokens at vocab 512
-    unique_tokens: list[int] = dataclasses.field(default_factory=lambda: [16384, 65536])
+    # unique-token budgets: 4, 16 and 64 steps' worth (1,024 tokens a step) of this corpus's 2.5M training tokens
+    unique_tokens: list[int] = dataclasses.field(default_factory=lambda: [4096, 16384, 65536])
     epochs: list[int] = dataclasses.field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
     widths: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 64])
     n_layers: int = 2
