@@ -1,4 +1,4 @@
-"""The `llada` command line: train, demo, config, ladder, runs, sweep, scaling, study, sample, eval."""
+"""The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, sample, eval."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import NoReturn
 
 from llada_lightning import __version__, rundir
 from llada_lightning.config.errors import ConfigError
-from llada_lightning.rundir import RunDirBusy
+from llada_lightning.rundir import RunDirBusy, RunResult
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -20,7 +20,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     cfg = compose(args.overrides)
     from llada_lightning.training.run import train
 
-    result = train(cfg)
+    return _report(train(cfg))
+
+
+def _report(result: RunResult) -> int:
+    """Print a finished run's line (exit 0), or how to resume an unfinished one (exit 75)."""
     if result.get("status") != "done":
         print(
             f"{result['status']} at step {result.get('steps')}: {result.get('message', '')}; "
@@ -32,6 +36,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"val_bpb {result['val_bpb']:.4f} after {result['steps']} steps -> {result['run_dir']}"
     )
     return 0
+
+
+def _cmd_sft(args: argparse.Namespace) -> int:
+    from llada_lightning.config.compose import compose
+    from llada_lightning.sft.parent import sft_overrides
+    from llada_lightning.training.run import train
+
+    return _report(train(compose(sft_overrides(args.parent, args.overrides))))
 
 
 def _cmd_config(args: argparse.Namespace) -> int:
@@ -145,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one run (resumes if its run directory has a checkpoint)")
     p.add_argument("overrides", nargs="*", help="group choices (model=cpu-1m) and key=value overrides")
     p.set_defaults(func=_cmd_train)
+    p = sub.add_parser(
+        "sft",
+        help="fine-tune a pre-trained run on instructions (LLaDA SFT / answer-only ARM loss) into a new run",
+        description="Starts from PARENT's weights and tokenizer, trains on conversations with LLaDA's SFT schedule "
+        "(configs/train/sft.yaml) and writes a new run directory (sft-<objective>-<model>-<signature>) that records "
+        "its parent; rerun to resume. data=instructions (built-in set, the default), data=FILE.jsonl, or data=NAME "
+        "(a datasets source); sft.* and every other override as for `llada train`.",
+    )
+    p.add_argument("parent", help="the pre-trained run directory (or a checkpoint file inside one)")
+    p.add_argument("overrides", nargs="*", help="data=..., sft.*, objective.sft_normalization=..., train.*, ...")
+    p.set_defaults(func=_cmd_sft)
     p = sub.add_parser("config", help="print the resolved, validated config")
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=_cmd_config)

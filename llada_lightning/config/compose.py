@@ -125,9 +125,21 @@ def _without_derived(piece: Any, where: str | None) -> Any:
     return piece
 
 
+def _dotlist_value(dotlist: list[str], key: str) -> str | None:
+    """The last value given to `key` in a dotlist, or None."""
+    values = [item.split("=", 1)[1] for item in dotlist if item.split("=", 1)[0] == key]
+    return values[-1] if values else None
+
+
 def compose_dict(overrides: Sequence[str] = (), base: Any = None) -> DictConfig:
     """The merged (not yet validated) config as an OmegaConf tree."""
     groups, files, dotlist = split_overrides(overrides)
+    parent = _dotlist_value(dotlist, "sft.parent")
+    if parent not in (None, "null") and base is None:  # an SFT run: it starts from its parent's config
+        from llada_lightning.sft.parent import parent_base
+
+        base = parent_base(parent, _dotlist_value(dotlist, "sft.chat_template") or "llada")
+        groups.setdefault("train", "sft")  # LLaDA's SFT schedule over the parent's train group
     choices = {**DEFAULT_GROUPS, **groups}
     try:
         if isinstance(base, dict):

@@ -95,6 +95,9 @@ class ObjectiveConfig:
     weighting: str = "elbo"  # llada: elbo | unweighted (an ablation, not an NLL bound)
     random_length_prob: float = 0.01  # llada: fraction of steps trained on a random length in [1, T]
     val_mask_draws: int = 4  # llada: K mask draws per validation block, fixed by the seed
+    # SFT runs only: sample (LLaDA: per sample by its answer length, then the batch mean) | batch (SMDM: by the
+    # batch's answer tokens) | token (by the masked answer tokens); objectives/sft.py
+    sft_normalization: str = "sample"
 
 
 @dataclass
@@ -137,6 +140,30 @@ class TrainConfig:
 
 
 @dataclass
+class SFTConfig:
+    """Supervised fine-tuning (`llada sft`): which pre-trained run it starts from, and its instruction data.
+
+    An SFT run is any run whose `sft.parent` is set: it starts from the parent's weights and tokenizer and trains
+    on conversations (sft/data.py) instead of `data.*` blocks; `data.seq_len` is the longest example it keeps.
+    """
+
+    parent: str | None = None  # the pre-trained run directory (or a checkpoint file inside one)
+    source: str = "instructions"  # instructions (built-in synthetic set) | jsonl (local files) | hf (datasets)
+    path: str | None = None  # hf: a hub name or a builder ("json"); jsonl: unused
+    name: str | None = None  # hf: the dataset config name
+    data_files: list[str] | None = None  # jsonl / hf builder: local files or globs
+    split: str = "train"  # hf: the split; train/val are carved from it by conversation
+    messages_field: str = "messages"  # a record's conversation: [{"role": ..., "content": ...}, ...]
+    prompt_field: str = "prompt"  # or a prompt/response pair (used when the record has no messages_field)
+    response_field: str = "response"
+    system_field: str = "system"  # optional system message of a prompt/response record
+    chat_template: str = "llada"  # llada (LLaDA's special-token layout) | tokenizer (its chat_template) | a file
+    instructions: int = 4000  # source=instructions: number of generated conversations
+    max_examples: int | None = None  # read at most this many conversations
+    val_fraction: float = 0.05  # fraction of conversations held out (by a hash of their text)
+
+
+@dataclass
 class RunConfig:
     """A whole run: the four groups plus where it is written."""
 
@@ -145,5 +172,6 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     run_dir: str | None = None  # default: <runs_root>/<objective>-<model>-<signature>
     runs_root: str = "runs"

@@ -25,7 +25,10 @@ NON_RESULT_KEYS = (
 # out of the signature, so existing run directories keep their names (and relaunches reuse them).
 ADDED_KEYS: dict[str, Any] = {
     "data.unique_tokens": None,
+    "objective.sft_normalization": "sample",
 }
+# Whole groups added later: left out of the signature while every key holds its default.
+ADDED_GROUPS = ("sft",)
 
 
 def result_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -43,6 +46,9 @@ def result_dict(cfg: RunConfig) -> dict[str, Any]:
         _pop(tree, dotted)
     for dotted, default in ADDED_KEYS.items():
         _pop(tree, dotted, only_if=default)
+    defaults = dataclasses.asdict(RunConfig())
+    for group in ADDED_GROUPS:
+        _pop(tree, group, only_if=defaults[group])
     return tree
 
 

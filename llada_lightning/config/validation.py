@@ -160,3 +160,7 @@ def validate(cfg: RunConfig) -> None:
     _validate_model(cfg)
     _validate_train(cfg)
     _validate_data(cfg)
+    if cfg.sft.parent is not None:
+        from llada_lightning.sft.validation import validate_sft
+
+        validate_sft(cfg)

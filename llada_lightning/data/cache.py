@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from itertools import islice
@@ -288,10 +288,12 @@ class TokenizedCorpus:
         )
 
 
-def prepare_corpus(cfg: DataConfig) -> TokenizedCorpus:
-    """Build the cache for `cfg` unless it exists, then open it. Safe to call from many processes at once."""
-    root = cache_root(cfg)
-    key = cache_key(cfg)
+def build_once(root: Path, key: str, build: Callable[[Path], dict], what: str = "the corpus") -> Path:
+    """`root/key`, built by `build(tmp_dir)` unless it exists (it holds meta.json once complete).
+
+    Many processes may call this at once: an fcntl lock on `root/key.lock` serialises the builders, the build goes
+    to a temporary directory renamed into place, so a directory named `key` is always complete.
+    """
     final = root / key
     if not (final / "meta.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
@@ -304,9 +306,9 @@ def prepare_corpus(cfg: DataConfig) -> TokenizedCorpus:
                         shutil.rmtree(final)
                 tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-", dir=root))
                 tmp.chmod(0o755)  # mkdtemp makes it private; a shared cache must be readable
-                log.info("tokenising the corpus into %s", final)
+                log.info("tokenising %s into %s", what, final)
                 try:
-                    meta = _build(cfg, tmp, key)
+                    meta = build(tmp)
                     os.rename(tmp, final)
                 except OSError:
                     shutil.rmtree(tmp, ignore_errors=True)
@@ -316,5 +318,11 @@ def prepare_corpus(cfg: DataConfig) -> TokenizedCorpus:
                     shutil.rmtree(tmp, ignore_errors=True)
                     raise
                 else:
-                    log.info("tokenised corpus ready in %s (%s)", final, meta["build_seconds"])
-    return TokenizedCorpus(final)
+                    log.info("tokenised %s ready in %s (%s s)", what, final, meta.get("build_seconds"))
+    return final
+
+
+def prepare_corpus(cfg: DataConfig) -> TokenizedCorpus:
+    """Build the cache for `cfg` unless it exists, then open it. Safe to call from many processes at once."""
+    key = cache_key(cfg)
+    return TokenizedCorpus(build_once(cache_root(cfg), key, lambda tmp: _build(cfg, tmp, key)))

@@ -86,7 +86,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
             f"{root}: no checkpoint at {ckpt_path}; train the run first (`llada train ... run_dir={root}`) "
             "or wait for its first checkpoint (train.ckpt_every_n_steps)"
         )
-    tok_path = _tokenizer_path(root, cfg)
+    tok_path = tokenizer_file(root, cfg)
     tokenizer = load_tokenizer(tok_path, what=str(tok_path), fix="restore the tokenizer.json this run was trained with")
     try:
         eos = eos_id(tokenizer, cfg.data.eos_token)
@@ -141,7 +141,7 @@ def _first_line(exc: BaseException) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def _tokenizer_path(root: Path, cfg: RunConfig) -> Path:
+def tokenizer_file(root: Path, cfg: RunConfig) -> Path:
     """`<run>/tokenizer.json`, else the run's own `data.tokenizer` file (a run that uses a fixed tokenizer)."""
     path = root / TOKENIZER
     if path.is_file():

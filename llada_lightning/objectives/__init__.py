@@ -25,9 +25,11 @@ from llada_lightning.objectives.schedules import (
     PolynomialSchedule,
     get_schedule,
 )
+from llada_lightning.objectives.sft import SFT_NORMALIZATIONS, arm_sft_loss, sft_forward_process, sft_loss
 
 __all__ = [
     "OBJECTIVES",
+    "SFT_NORMALIZATIONS",
     "ARMObjective",
     "CosineSchedule",
     "LLaDAObjective",
@@ -45,5 +47,8 @@ __all__ = [
     "next_token_loss",
     "objective_class",
     "sample_times",
+    "arm_sft_loss",
+    "sft_forward_process",
+    "sft_loss",
     "validate_objective_config",
 ]

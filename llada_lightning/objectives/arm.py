@@ -11,6 +11,7 @@ from torch import Generator, Tensor
 
 from llada_lightning.config.schema import ObjectiveConfig
 from llada_lightning.objectives.base import Model
+from llada_lightning.objectives.sft import answer_next_token_ce, arm_sft_loss
 
 
 def _next_token_ce(logits: Tensor, x: Tensor) -> Tensor:
@@ -50,3 +51,28 @@ class ARMObjective:
         """(sum of -log p(x_i | x_<i) in nats over predicted positions, B*(T-1))."""
         batch, length = x0.shape
         return _next_token_ce(model(x0), x0).sum(), batch * (length - 1)
+
+    # -- supervised fine-tuning (objectives/sft.py) ----------------------------------------------------------
+    def sft_training_loss(
+        self, model: Model, input_ids: Tensor, prompt_lengths: Tensor, generator: Generator | None = None
+    ) -> dict:
+        """Next-token CE on the answer tokens only (EOS padding included); the prompt is context."""
+        normalization = self.cfg.sft_normalization if self.cfg is not None else "sample"
+        loss = arm_sft_loss(model(input_ids), input_ids, prompt_lengths, normalization=normalization)
+        return {"loss": loss, "seq_len": int(input_ids.shape[1])}
+
+    @torch.no_grad()
+    def sft_validation_nll(
+        self,
+        model: Model,
+        input_ids: Tensor,
+        prompt_lengths: Tensor,
+        answer_lengths: Tensor,
+        generator: Generator | None = None,
+    ) -> tuple[Tensor, int]:
+        """(exact -log p(answer | prompt) summed over the rows' own answers, answer tokens)."""
+        ce, targets = answer_next_token_ce(model(input_ids), input_ids, prompt_lengths)
+        ends = (prompt_lengths + answer_lengths).to(input_ids.device)
+        positions = torch.arange(1, input_ids.shape[1], device=input_ids.device)
+        own = targets & (positions[None, :] < ends[:, None])
+        return (ce * own).sum(), int(answer_lengths.sum())

@@ -21,6 +21,7 @@ from torch import Generator, Tensor
 from llada_lightning.config.schema import ObjectiveConfig
 from llada_lightning.objectives.base import Model
 from llada_lightning.objectives.schedules import MaskSchedule, get_schedule
+from llada_lightning.objectives.sft import answer_positions, sft_elbo, sft_forward_process, sft_loss
 
 TIME_SAMPLINGS = ("iid", "antithetic")  # MDLM `_sample_t`: i.i.d. or antithetic (low-discrepancy) times
 WEIGHTINGS = ("elbo", "unweighted")  # elbo: w = -alpha'/(1 - alpha) (MDLM, Sahoo et al. 2024); unweighted: w = 1
@@ -158,6 +159,49 @@ class LLaDAObjective:
             weight = self.schedule.weight(effective_time(t, self.eps))
             total = total + (_masked_token_ce(model(xt), x0, masked).sum(dim=1) * weight).sum()
         return total / draws, batch * length
+
+    # -- supervised fine-tuning (objectives/sft.py) ----------------------------------------------------------
+    def sft_training_loss(self, model: Model, input_ids: Tensor, prompt_lengths: Tensor, generator: Generator) -> dict:
+        """LLaDA's SFT loss (GUIDELINES.md): t per sample, only answer tokens masked, `objective.sft_normalization`."""
+        t = sample_times(
+            input_ids.shape[0],
+            generator=generator,
+            antithetic=self.cfg.time_sampling == "antithetic",
+            device=input_ids.device,
+        )
+        noisy, masked, p_mask = sft_forward_process(
+            input_ids, prompt_lengths, t, eps=self.eps, mask_id=self.mask_id, generator=generator
+        )
+        loss = sft_loss(
+            model(noisy), input_ids, masked, p_mask, prompt_lengths, normalization=self.cfg.sft_normalization
+        )
+        return {"loss": loss, "mask_rate": masked.float().mean(), "seq_len": int(input_ids.shape[1])}
+
+    @torch.no_grad()
+    def sft_validation_nll(
+        self, model: Model, input_ids: Tensor, prompt_lengths: Tensor, answer_lengths: Tensor, generator: Generator
+    ) -> tuple[Tensor, int]:
+        """(conditional ELBO of each row's own answer given its prompt, summed; answer tokens), K stratified times.
+
+        Only the answer's own tokens (its final EOS included) are masked and scored; the batch padding after it
+        stays visible, as the sequence end is in LLaDA's likelihood evaluation (get_log_likelihood.py).
+        """
+        batch, length = input_ids.shape
+        draws = self.cfg.val_mask_draws
+        u = _uniform((batch,), generator, input_ids.device)
+        ends = (prompt_lengths + answer_lengths).to(input_ids.device)
+        own = answer_positions(prompt_lengths, length) & (torch.arange(length, device=input_ids.device) < ends[:, None])
+        total = torch.zeros((), dtype=torch.float32, device=input_ids.device)
+        for k in range(draws):
+            t = torch.remainder(u + k / draws, 1.0)
+            _, masked, p_mask = sft_forward_process(
+                input_ids, prompt_lengths, t, eps=self.eps, mask_id=self.mask_id, generator=generator
+            )
+            masked = masked & own
+            total = (
+                total + sft_elbo(model(input_ids.masked_fill(masked, self.mask_id)), input_ids, masked, p_mask).sum()
+            )
+        return total / draws, int(answer_lengths.sum())
 
     def _mask(self, x0: Tensor, t: Tensor, generator: Generator) -> tuple[Tensor, Tensor, Tensor]:
         return forward_process(x0, t, schedule=self.schedule, eps=self.eps, mask_id=self.mask_id, generator=generator)

@@ -12,6 +12,7 @@ from llada_lightning.objectives.arm import ARMObjective
 from llada_lightning.objectives.base import Objective
 from llada_lightning.objectives.llada import TIME_SAMPLINGS, WEIGHTINGS, LLaDAObjective
 from llada_lightning.objectives.schedules import SCHEDULES
+from llada_lightning.objectives.sft import SFT_NORMALIZATIONS
 
 OBJECTIVES: dict[str, type[LLaDAObjective] | type[ARMObjective]] = {
     LLaDAObjective.name: LLaDAObjective,
@@ -47,6 +48,7 @@ def validate_objective_config(cfg: ObjectiveConfig) -> None:
         raise ConfigError(f"objective.eps={cfg.eps!r} must satisfy 0 < eps < 1 (LLaDA uses 1e-3)")
     if not 0 <= cfg.random_length_prob <= 1:
         raise ConfigError(f"objective.random_length_prob={cfg.random_length_prob!r} must be in [0, 1] (LLaDA: 0.01)")
+    _one_of("sft_normalization", cfg.sft_normalization, SFT_NORMALIZATIONS)
     draws = cfg.val_mask_draws
     if isinstance(draws, bool) or not isinstance(draws, int) or draws < 1:
         raise ConfigError(f"objective.val_mask_draws={draws!r} must be an integer >= 1")

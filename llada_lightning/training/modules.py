@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -87,6 +88,8 @@ class BaseModule(L.LightningModule):
         self._loss_sum: torch.Tensor | None = None  # micro-batch losses since the last log (no device sync)
         self._loss_count = 0
         self._interval: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the last log
+        # SFT runs: the padded length of micro-batch (step, micro, rank), from the data module's order
+        self.sft_lengths: Callable[[int, int, int], int] | None = None
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -104,7 +107,10 @@ class BaseModule(L.LightningModule):
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         micro = batch_idx % self.cfg.train.accumulate_grad_batches
         gen = self._step_generator(self.global_step, micro, self.global_rank)
-        out = self.objective.training_loss(self.model, batch, gen)
+        if isinstance(batch, dict):  # an SFT batch: prompt + EOS-padded answer, and the prompt lengths
+            out = self.objective.sft_training_loss(self.model, batch["input_ids"], batch["prompt_lengths"], gen)
+        else:
+            out = self.objective.training_loss(self.model, batch, gen)
         self._count_micro_batch(micro, int(out["seq_len"]))
         loss = out["loss"]
         if self.cfg.train.loss_guard and self._any_rank_non_finite(loss):
@@ -139,6 +145,8 @@ class BaseModule(L.LightningModule):
         `LLaDAObjective.training_loss` draws the length first from that generator (objectives/llada.py), so
         the same call on a fresh generator of the same seed, on the same device type, gives the same length.
         """
+        if self.sft_lengths is not None:
+            return int(self.sft_lengths(step, micro, rank))
         seq_len = self.cfg.data.seq_len
         if not self._random_lengths():
             return seq_len
@@ -254,7 +262,12 @@ class BaseModule(L.LightningModule):
     # -- validation -------------------------------------------------------------------------------------
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         gen = self._generator(VALIDATION_SEED, batch_idx, self.global_rank)
-        nll, n_tokens = self.objective.validation_nll(self.model, batch, gen)
+        if isinstance(batch, dict):  # SFT: the held-out answers given their prompts
+            nll, n_tokens = self.objective.sft_validation_nll(
+                self.model, batch["input_ids"], batch["prompt_lengths"], batch["answer_lengths"], gen
+            )
+        else:
+            nll, n_tokens = self.objective.validation_nll(self.model, batch, gen)
         self.val_nll.update(nll.detach().double())
         self.val_tokens.update(torch.tensor(float(n_tokens), dtype=torch.float64, device=self.device))
 

@@ -27,6 +27,8 @@ from llada_lightning.data.tokenizer import first_line
 from llada_lightning.flops import total_steps
 from llada_lightning.io import atomic_write, atomic_write_text
 from llada_lightning.rundir import RunLock, RunResult, read_result, write_result
+from llada_lightning.sft.datamodule import SFTDataModule
+from llada_lightning.sft.parent import load_parent_weights, resolve_parent
 from llada_lightning.training import trunk
 from llada_lightning.training.checkpoint import AtomicCheckpoint, check_readable, unreadable_checkpoint
 from llada_lightning.training.modules import BaseModule, build_module
@@ -39,7 +41,8 @@ def run_dir_for(cfg: RunConfig) -> Path:
     """`run_dir` if set, else `<runs_root>/<objective>-<model>-<signature>`."""
     if cfg.run_dir:
         return Path(cfg.run_dir)
-    return Path(cfg.runs_root) / f"{cfg.objective.name}-{cfg.model.name}-{signature(cfg)}"
+    prefix = "sft-" if cfg.sft.parent is not None else ""
+    return Path(cfg.runs_root) / f"{prefix}{cfg.objective.name}-{cfg.model.name}-{signature(cfg)}"
 
 
 def _check_same_run(cfg: RunConfig, run_dir: Path) -> None:
@@ -114,7 +117,22 @@ def _trainer(
     )
 
 
-def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule) -> RunResult:
+def _datamodule(cfg: RunConfig) -> LMDataModule | SFTDataModule:
+    """Pre-training blocks, or an SFT run's instruction examples (sft.parent set)."""
+    if cfg.sft.parent is not None:
+        return SFTDataModule(cfg)
+    return LMDataModule(
+        cfg.data,
+        batch_size=cfg.train.batch_size,
+        seed=cfg.train.seed,
+        val_batches=cfg.train.val_batches,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
+    )
+
+
+def make_result(
+    module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, dm: LMDataModule | SFTDataModule
+) -> RunResult:
     progress = module.progress_metrics(steps)
     result = RunResult(
         status="done",
@@ -141,6 +159,10 @@ def make_result(module: BaseModule, cfg: RunConfig, run_dir: Path, steps: int, d
         wall_time_s=module.wall_time(),
         run_dir=str(run_dir),
     )
+    if cfg.sft.parent is not None:  # the pre-trained run it fine-tunes, and what the SFT data held
+        parent = resolve_parent(cfg.sft.parent)
+        result.extra.update(parent=str(parent.run_dir), parent_checkpoint=str(parent.checkpoint))
+        result.extra.update(sft_examples=dm.train_blocks)
     branch = rundir.branch_record(run_dir)
     if branch:  # a WSD branch off a shared trunk: what it cost, and what an independent run would have
         key = f"progress/flops_{cfg.train.flops_convention}"
@@ -203,13 +225,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(rundir.config_path(run_dir), to_yaml(cfg))
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    dm = LMDataModule(
-        cfg.data,
-        batch_size=cfg.train.batch_size,
-        seed=cfg.train.seed,
-        val_batches=cfg.train.val_batches,
-        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
-    )
+    dm = _datamodule(cfg)
+    if cfg.sft.parent is not None:
+        dm.setup()  # tokenise the instruction data before the model is built (and before any step)
     if cfg.model.vocab_size < dm.vocab_size:  # a tokenizer file's id space, known once it is read
         raise ConfigError(
             f"model.vocab_size={cfg.model.vocab_size} is smaller than the vocabulary of data.tokenizer="
@@ -217,6 +235,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
         )
     module = build_module(cfg)
     trainer, ckpt, preemption = build_trainer(cfg, run_dir, steps)
+    if isinstance(dm, SFTDataModule):
+        module.sft_lengths = dm.batch_length
     if rundir.is_rank_zero():
         trunk.seed_branch(run_dir)  # a WSD branch's first start: its trunk's checkpoint becomes its last.ckpt
     resume = ckpt.last_path if ckpt.last_path.is_file() else None
@@ -226,6 +246,8 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
         print(start_banner(module, steps, run_dir), flush=True)
         if resume is not None:
             print(resume_line(resume, steps), flush=True)
+    if resume is None and cfg.sft.parent is not None:  # an SFT run's first start: the parent's weights
+        load_parent_weights(module.model, cfg.sft.parent)
     started = time.perf_counter()
     if resume is None and cfg.train.validate_at_start:
         trainer.validate(module, datamodule=dm, verbose=False)
