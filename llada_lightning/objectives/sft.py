@@ -25,9 +25,16 @@ SFT_NORMALIZATIONS = ("sample", "batch", "token")
 
 
 def answer_positions(prompt_lengths: Tensor, length: int) -> Tensor:
-    """bool [B, T]: True at the answer positions (index >= that row's prompt length)."""
+    """bool [B, T]: True at the answer positions (index >= that row's prompt length; [B] or [B, 1] lengths)."""
     positions = torch.arange(length, device=prompt_lengths.device)
-    return positions[None, :] >= prompt_lengths.to(positions.device)[:, None]
+    return positions[None, :] >= prompt_lengths.reshape(-1).to(positions.device)[:, None]
+
+
+def _per_position(p_mask: Tensor, shape: torch.Size, device: torch.device) -> Tensor:
+    """p_mask as [B, T]: per sample ([B] or [B, 1], the contract) or already per position ([B, T], as in
+    GUIDELINES.md's `forward_process`)."""
+    p = p_mask.to(device)
+    return p if p.shape == shape else p.reshape(-1)[:, None].expand(shape)
 
 
 def sft_forward_process(
@@ -44,7 +51,7 @@ def sft_forward_process(
     p_mask = (1 - eps) t + eps per sample (LLaDA GUIDELINES.md); each answer position is masked independently with
     probability p_mask[b] (one U[0, 1) draw per position, from `generator`); prompt positions are never masked.
     """
-    p_mask = (1.0 - eps) * t + eps  # LLaDA GUIDELINES.md: p_mask = (1 - eps) * t + eps
+    p_mask = (1.0 - eps) * t.reshape(-1) + eps  # LLaDA GUIDELINES.md: p_mask = (1 - eps) * t + eps
     device = generator.device if generator is not None else input_ids.device
     u = torch.rand(tuple(input_ids.shape), generator=generator, device=device).to(input_ids.device)
     answer = answer_positions(prompt_lengths, input_ids.shape[1])
@@ -73,9 +80,10 @@ def sft_loss(
     if normalization not in SFT_NORMALIZATIONS:
         raise ValueError(f"normalization={normalization!r} is not one of {', '.join(SFT_NORMALIZATIONS)}")
     batch, length = input_ids.shape
-    weighted = _masked_ce(logits, input_ids, masked) / p_mask.to(logits.device)[:, None]  # CE / p (GUIDELINES.md)
+    weighted = _masked_ce(logits, input_ids, masked)
+    weighted = weighted / _per_position(p_mask, input_ids.shape, logits.device)  # CE / p (GUIDELINES.md)
     per_row = weighted.sum(dim=1)
-    answer_len = (length - prompt_lengths.to(logits.device)).to(per_row.dtype)
+    answer_len = (length - prompt_lengths.reshape(-1).to(logits.device)).to(per_row.dtype)
     if normalization == "sample":  # LLaDA GUIDELINES.md: ce_loss / answer_lengths, then / B
         return (per_row / answer_len.clamp_min(1)).sum() / batch
     if normalization == "batch":  # SMDM sft/finetune_mdm.py: / (B * T - prompt_length.sum())
@@ -86,7 +94,7 @@ def sft_loss(
 def sft_elbo(logits: Tensor, input_ids: Tensor, masked: Tensor, p_mask: Tensor) -> Tensor:
     """Per-row conditional ELBO term [B]: sum over masked answer tokens of CE / p (nats; its mean over t is an
     upper bound on -log p(answer | prompt), LLaDA Eq. 5 / GUIDELINES.md)."""
-    return (_masked_ce(logits, input_ids, masked) / p_mask.to(logits.device)[:, None]).sum(dim=1)
+    return (_masked_ce(logits, input_ids, masked) / _per_position(p_mask, input_ids.shape, logits.device)).sum(dim=1)
 
 
 def answer_next_token_ce(logits: Tensor, input_ids: Tensor, prompt_lengths: Tensor) -> tuple[Tensor, Tensor]:

@@ -125,3 +125,21 @@ def test_unknown_normalisation_is_refused() -> None:
     logits, ids, masked, p, prompt = _tiny_example()
     with pytest.raises(ValueError, match="normalization"):
         sft_loss(logits, ids, masked, p, prompt, normalization="mean")
+
+
+def test_sft_loss_matches_the_guidelines_formula_with_per_position_p() -> None:
+    """LLaDA GUIDELINES.md computes with p_mask repeated over positions and [B, 1] lengths: the same number."""
+    torch.manual_seed(3)
+    batch, length, vocab, mask_id = 5, 12, 20, 19
+    ids = torch.randint(0, 19, (batch, length))
+    prompt = torch.randint(1, 8, (batch,))
+    t = torch.rand(batch)
+    noisy, masked, p = sft_forward_process(ids, prompt, t, eps=1e-3, mask_id=mask_id, generator=_gen(4))
+    logits = torch.randn(batch, length, vocab)
+    p_full = p[:, None].repeat(1, length)
+    answer_lengths = (length - prompt)[:, None].repeat(1, length)
+    idx = noisy == mask_id
+    token_loss = torch.nn.functional.cross_entropy(logits[idx], ids[idx], reduction="none") / p_full[idx]
+    guideline = torch.sum(token_loss / answer_lengths[idx]) / batch
+    assert sft_loss(logits, ids, masked, p, prompt).item() == pytest.approx(guideline.item(), rel=1e-5)
+    assert sft_loss(logits, ids, masked, p_full, prompt[:, None]).item() == pytest.approx(guideline.item(), rel=1e-5)
