@@ -118,3 +118,14 @@ def test_sft_config_inherits_the_parent_and_grows_the_vocabulary(parents, tmp_pa
     assert cfg.model.vocab_size == parent.model.vocab_size + 3  # LLaDA's three chat markers
     assert cfg.train.lr_schedule == "wsd" and cfg.train.decay_fraction == 0.1  # LLaDA's SFT schedule
     assert cfg.sft.parent == str(parents["arm"])
+
+
+def test_a_datasets_source_reads_the_same_conversations(tmp_path: Path) -> None:
+    """sft.source=hf with the `json` builder on a local file (offline) gives what the JSONL reader gives."""
+    convs = instruction_set(12)
+    path = tmp_path / "chat.jsonl"
+    write_jsonl(str(path), convs)
+    hf = list(iter_conversations(SFTConfig(source="hf", path="json", data_files=[str(path)])))
+    assert hf == convs == list(iter_conversations(SFTConfig(source="jsonl", data_files=[str(path)])))
+    with pytest.raises(ConfigError, match="sft.path='json'"):
+        list(iter_conversations(SFTConfig(source="hf", path="json", data_files=[str(tmp_path / "missing.jsonl")])))
