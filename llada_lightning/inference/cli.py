@@ -6,12 +6,13 @@ No torch at module level: `llada config` and `llada --help` stay fast.
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llada_lightning.config.errors import ConfigError
 
 if TYPE_CHECKING:
     from llada_lightning.inference.decoders import Decoder
+    from llada_lightning.inference.loading import LoadedRun
 
 
 def _set_threads(threads: int | None) -> None:
@@ -32,16 +33,25 @@ def _refuse_options_that_do_not_apply(args: argparse.Namespace, decoder: Decoder
         raise ConfigError(f"{' '.join(given)} does not apply to {args.run_dir} ({decoder.label} run); use {use}")
 
 
+def _check_chat_flags(args: argparse.Namespace) -> None:
+    """ConfigError (before the run is loaded) for --prompt/--system/--no-stop-at-eos used without/with --chat."""
+    if args.prompt is None and not args.chat:
+        raise ConfigError("--prompt is required (the text to continue, may be empty); or pass --chat to chat on stdin")
+    if args.system is not None and not args.chat:
+        raise ConfigError("--system applies to --chat only; pass --chat, or put the text into --prompt")
+    if args.chat and args.no_stop_at_eos:
+        raise ConfigError("--no-stop-at-eos does not apply to --chat (an answer ends at EOS or <|eot_id|>); drop it")
+
+
 def _cmd_sample(args: argparse.Namespace) -> int:
     from llada_lightning.inference.generation import sample_text
     from llada_lightning.inference.loading import load_run
 
+    _check_chat_flags(args)
     _set_threads(args.threads)
     loaded = load_run(args.run_dir, device=args.device)
     _refuse_options_that_do_not_apply(args, loaded.decoder)
-    text = sample_text(
-        loaded,
-        args.prompt,
+    kwargs = dict(
         gen_length=args.gen_length,
         steps=args.steps,
         block_length=args.block_length,
@@ -51,11 +61,49 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         prompt_cache=bool(args.prompt_cache),
         top_k=args.top_k,
         top_p=args.top_p,
+        logits_eos_inf=bool(args.logits_eos_inf),
+        confidence_eos_eot_inf=bool(args.confidence_eos_eot_inf),
         seed=args.seed,
-        stop_at_eos=not args.no_stop_at_eos,
     )
+    if args.chat:
+        return _chat(loaded, args, kwargs)
+    text = sample_text(loaded, args.prompt, stop_at_eos=not args.no_stop_at_eos, **kwargs)
     print(text if not args.completion_only else text[len(args.prompt) :])
     return 0
+
+
+def _chat(loaded: LoadedRun, args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
+    """--chat: one answer to --prompt, or a conversation on stdin (one user line per turn; EOF or an empty line
+    ends it) whose history is kept, its oldest turns dropped when the prompt would not fit the context."""
+    import sys
+
+    from llada_lightning.inference.generation import chat_reply, fit_history
+
+    loaded.chat_template()  # a run that was not fine-tuned fails here, before reading stdin
+    system = [] if args.system is None else [{"role": "system", "content": args.system}]
+    if args.prompt is not None:
+        print(chat_reply(loaded, [*system, {"role": "user", "content": args.prompt}], **kwargs))
+        return 0
+    history: list[dict[str, str]] = []
+    told = False
+    while True:
+        if sys.stdin.isatty():
+            print("user: ", end="", file=sys.stderr, flush=True)
+        line = sys.stdin.readline()
+        text = line.rstrip("\r\n")
+        if not text.strip():
+            return 0
+        messages, dropped = fit_history(loaded, [*system, *history, {"role": "user", "content": text}], args.gen_length)
+        if dropped and not told:
+            print(
+                f"llada: dropped the oldest turns of the conversation to fit model.max_seq_len={loaded.max_seq_len} "
+                f"with --gen-length {args.gen_length}",
+                file=sys.stderr,
+            )
+            told = True
+        answer = chat_reply(loaded, messages, **kwargs)
+        print(f"assistant: {answer}", flush=True)
+        history = [*messages[len(system) :], {"role": "assistant", "content": answer}]
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -84,11 +132,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate text from a trained run (LLaDA: reverse diffusion; ARM: left to right)",
         description="Print the prompt followed by the generated text (cut at the first end-of-text token). "
         "The sampler follows the run's objective: LLaDA runs take --steps/--block-length/--cfg-scale/--remasking/"
-        "--prompt-cache, ARM runs --top-k/--top-p; --gen-length (alias --max-new-tokens), --temperature and "
-        "--seed apply to both.",
+        "--prompt-cache/--logits-eos-inf/--confidence-eos-eot-inf, ARM runs --top-k/--top-p; --gen-length (alias "
+        "--max-new-tokens), --temperature and --seed apply to both. With --chat (a run fine-tuned by `llada sft`) "
+        "the prompt is a user turn of the run's chat template and only the answer is printed; without --prompt, "
+        "each line of stdin is a user turn of one conversation (EOF or an empty line ends it).",
     )
     p.add_argument("run_dir", help="a run directory written by `llada train`")
-    p.add_argument("--prompt", required=True, help="the text to continue (may be empty)")
+    p.add_argument("--prompt", default=None, help="the text to continue (may be empty); required without --chat")
+    p.add_argument(
+        "--chat",
+        action="store_true",
+        help="chat with a run fine-tuned by `llada sft`: --prompt is one user turn (print only the answer); "
+        "without --prompt, read user turns from stdin and print each answer. LLaDA decodes semi-autoregressively "
+        "in blocks of --block-length (default 32 when it divides --gen-length), as the paper advises for instruct "
+        "models",
+    )
+    p.add_argument("--system", default=None, help="--chat: a system message before the conversation")
     p.add_argument(
         "--gen-length", "--max-new-tokens", dest="gen_length", type=int, default=64, help="tokens to generate (64)"
     )
@@ -107,6 +166,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         default=None,
         help="LLaDA: reuse the prompt's keys/values within a block (Fast-dLLM; approximate, faster)",
+    )
+    p.add_argument(
+        "--logits-eos-inf",
+        action="store_true",
+        default=None,
+        help="LLaDA: never sample EOS (generate.py logits_eos_inf; the answer fills --gen-length)",
+    )
+    p.add_argument(
+        "--confidence-eos-eot-inf",
+        action="store_true",
+        default=None,
+        help="LLaDA: commit EOS and <|eot_id|> last in each block (generate.py confidence_eos_eot_inf; off by "
+        "default, also with --chat)",
     )
     p.add_argument("--top-k", type=int, default=None, help="ARM: sample among the k most probable tokens")
     p.add_argument("--top-p", type=float, default=None, help="ARM: nucleus sampling mass")

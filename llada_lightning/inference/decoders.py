@@ -33,6 +33,8 @@ DIFFUSION_OPTIONS = {
     "cfg_scale": "--cfg-scale",
     "remasking": "--remasking",
     "prompt_cache": "--prompt-cache",
+    "logits_eos_inf": "--logits-eos-inf",
+    "confidence_eos_eot_inf": "--confidence-eos-eot-inf",
 }
 AUTOREGRESSIVE_OPTIONS = {"top_k": "--top-k", "top_p": "--top-p"}
 
@@ -55,6 +57,8 @@ class SamplingOptions:
     prompt_cache: bool = False
     top_k: int | None = None
     top_p: float | None = None
+    logits_eos_inf: bool = False  # LLaDA generate.py: EOS is never sampled
+    confidence_eos_eot_inf: bool = False  # LLaDA generate.py: EOS/<|eot_id|> candidates are committed last
 
 
 def request_generator(device: torch.device | str, seed: int, *texts: str) -> torch.Generator:
@@ -94,8 +98,12 @@ class Decoder(Protocol):
         *,
         eos_id: int | None,
         generator: torch.Generator | None,
+        stop_at_eos: bool = True,
+        eot_id: int | None = None,
     ) -> torch.Tensor:
-        """[1, P + gen_length] token ids after `prompt` [1, P] (the sampler's ValueError for bad options)."""
+        """[1, P + gen_length] token ids after `prompt` [1, P] (the sampler's ValueError for bad options).
+        `eos_id`: the run's end-of-text token (None: none known); `stop_at_eos`: the ARM stops generating at it
+        (LLaDA's EOS options read it either way); `eot_id`: the chat template's <|eot_id|>, if any."""
         ...
 
     def likelihood_generator(self, device: torch.device | str, seed: int, *texts: str) -> torch.Generator | None:
@@ -159,8 +167,12 @@ class DiffusionDecoder:
         *,
         eos_id: int | None,
         generator: torch.Generator | None,
+        stop_at_eos: bool = True,
+        eot_id: int | None = None,
     ) -> torch.Tensor:
-        """`sampling.generate` with steps (default gen_length) and block_length (default `default_block_length`)."""
+        """`sampling.generate` with steps (default gen_length) and block_length (default `default_block_length`);
+        `logits_eos_inf` / `confidence_eos_eot_inf` with `eos_id` and `eot_id` (the answer is cut by the caller,
+        so `stop_at_eos` changes nothing here)."""
         from llada_lightning.sampling import generate
 
         gen_length = options.gen_length
@@ -174,6 +186,10 @@ class DiffusionDecoder:
             cfg_scale=options.cfg_scale,
             remasking=options.remasking,
             mask_id=self.mask_id,
+            eos_id=eos_id,
+            logits_eos_inf=options.logits_eos_inf,
+            confidence_eos_eot_inf=options.confidence_eos_eot_inf,
+            eot_id=eot_id,
             prompt_cache=options.prompt_cache,
             generator=generator,
         )
@@ -256,8 +272,11 @@ class AutoregressiveDecoder:
         *,
         eos_id: int | None,
         generator: torch.Generator | None,
+        stop_at_eos: bool = True,
+        eot_id: int | None = None,
     ) -> torch.Tensor:
-        """`sampling.generate_ar` with `max_new_tokens = gen_length`, top-k and top-p."""
+        """`sampling.generate_ar` with `max_new_tokens = gen_length`, top-k and top-p; it stops at `eos_id` when
+        `stop_at_eos` (an <|eot_id|> is cut by the caller)."""
         from llada_lightning.sampling import generate_ar
 
         return generate_ar(
@@ -267,7 +286,7 @@ class AutoregressiveDecoder:
             temperature=options.temperature,
             top_k=options.top_k,
             top_p=options.top_p,
-            eos_id=eos_id,
+            eos_id=eos_id if stop_at_eos else None,
             generator=generator,
         )
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from llada_lightning.config.schema import RunConfig
     from llada_lightning.inference.decoders import Decoder
     from llada_lightning.models import Transformer
+    from llada_lightning.sft.chat import ChatTemplate
 
 CONFIG = rundir.CONFIG
 CHECKPOINT = Path(rundir.CHECKPOINTS) / rundir.LAST_CHECKPOINT
@@ -59,6 +60,24 @@ class LoadedRun:
 
     def decode(self, ids: Any) -> str:
         return str(self.tokenizer.decode([int(i) for i in ids]))
+
+    def chat_template(self) -> ChatTemplate:
+        """The chat template the run was fine-tuned with (`sft.chat_template`, default llada), on its tokenizer.
+
+        `load_template("llada", ...)` would add the chat markers to a tokenizer that lacks them, with ids beyond
+        the model's vocabulary: a run whose tokenizer lacks them was never fine-tuned with that template, and is
+        refused (the SFT run's tokenizer.json holds them, sft/parent.py)."""
+        from llada_lightning.sft.chat import LLADA_MARKERS, load_template, tokenizer_config_home
+
+        choice = self.cfg.sft.chat_template
+        missing = [t for t in LLADA_MARKERS if self.tokenizer.token_to_id(t) is None]
+        if missing and (choice == "llada" or self.cfg.sft.parent is None):
+            raise ConfigError(
+                f"{self.run_dir}: this run was not fine-tuned with a chat template (its tokenizer has no "
+                f"{missing[0]}); fine-tune it with `llada sft {self.run_dir}` or drop --chat"
+            )
+        home = tokenizer_config_home(self.cfg.data.tokenizer, tokenizer_file(self.run_dir, self.cfg))
+        return load_template(choice, self.tokenizer, self.eos_id, home)
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:

@@ -15,6 +15,9 @@ Differences from the reference code, all deliberate:
   (committing the mask token would leave a position masked while counting it as done); confidences are still
   the model's softmax over all columns, so whenever the mask token is not the argmax nothing differs;
 - `eos_id` + `fill_after_eos=True`: see `generate`;
+- `logits_eos_inf` / `confidence_eos_eot_inf` (generate.py's EOS options for instruct models): the confidence
+  option defers EOS/EoT candidates for real (generate.py edits `logits_with_noise` after x0 was drawn, which
+  changes nothing for EOS) and keeps every step's quota (see `generate`);
 - `prompt_cache=True`: Fast-dLLM's prefix KV cache (approximate, opt-in; see `generate`).
 """
 
@@ -28,6 +31,9 @@ from torch import Generator, Tensor
 from llada_lightning.sampling.common import Model, check_cfg_scale, check_prompt, guided_logits
 
 REMASKING = ("low_confidence", "random")
+# confidence_eos_eot_inf: below every real confidence (probabilities and U(0, 1) draws lie in [0, 1]) but above
+# the non-candidates' -inf, so select_top ranks EOS/EoT candidates last yet still fills a step's quota with them
+DEFERRED_CONFIDENCE = -1.0
 
 
 class GenerationOutput(NamedTuple):
@@ -82,6 +88,9 @@ def generate(
     mask_id: int,
     eos_id: int | None = None,
     fill_after_eos: bool = False,
+    logits_eos_inf: bool = False,
+    confidence_eos_eot_inf: bool = False,
+    eot_id: int | None = None,
     prompt_cache: bool = False,
     generator: Generator | None = None,
     return_history: bool = False,
@@ -104,6 +113,15 @@ def generate(
             every row's current block is complete the remaining steps of the block, and whole later blocks,
             are skipped without calling the model (LLaDA pads SFT answers with EOS, so after an EOS only EOS
             follows). `eos_id` alone changes nothing.
+        logits_eos_inf: the EOS logit is -inf before the candidate x0 is drawn (and in the softmax of the
+            confidence), so EOS is never generated (generate.py `logits_eos_inf`). Needs `eos_id`.
+        confidence_eos_eot_inf: candidates whose x0 is EOS (or `eot_id`, when given) get the confidence
+            `DEFERRED_CONFIDENCE` (-1): each step commits them only when no other candidate of the block is left
+            for its quota, so the answer's end is decided last (generate.py `confidence_eos_eot_inf`, which has no
+            effect on EOS there). The quota is unchanged: every step still commits `n[b, i]` positions. Needs
+            `eos_id`.
+        eot_id: the end-of-turn token (<|eot_id|>) that `confidence_eos_eot_inf` defers too; alone it changes
+            nothing.
         prompt_cache: Fast-dLLM's prefix cache: at the first step of each block one full forward fills a KV cache
             whose first `P + block_start` positions (prompt + finished blocks) are then frozen; the other steps
             of the block run only the current block and the tokens after it, attending to the frozen prefix.
@@ -120,6 +138,9 @@ def generate(
     num_blocks, steps_per_block = _check_args(
         gen_length, steps, block_length, temperature, cfg_scale, remasking, eos_id, fill_after_eos
     )
+    if (logits_eos_inf or confidence_eos_eot_inf) and eos_id is None:
+        flag = "logits_eos_inf" if logits_eos_inf else "confidence_eos_eot_inf"
+        raise ValueError(f"{flag}=True needs eos_id")
     if prompt_cache and not callable(getattr(model, "new_kv_cache", None)):
         raise ValueError(
             "prompt_cache=True needs a model with KV-cache support (a llada_lightning.models.Transformer: "
@@ -135,6 +156,8 @@ def generate(
     prompt_positions = torch.zeros_like(x, dtype=torch.bool)
     prompt_positions[:, :prompt_len] = True if prompt_mask is None else prompt_mask
     commit_step = torch.full_like(x, -1)
+    eot = eot_id if confidence_eos_eot_inf else None
+    deferred = torch.tensor([t for t in (eos_id, eot) if t is not None], dtype=torch.long, device=device)
 
     for block in range(num_blocks):
         start = prompt_len + block * block_length
@@ -157,6 +180,11 @@ def generate(
                 logits = logits[:, start:end]
                 if cache is not None:
                     cache.crop(start).freeze()
+            if logits_eos_inf or confidence_eos_eot_inf:
+                _check_token_ids(logits.shape[-1], eos_id, eot)
+            if logits_eos_inf:  # generate.py: logits[:, :, eos] = -inf before add_gumbel_noise (softmax too)
+                logits = logits.clone()
+                logits[..., eos_id] = float("-inf")
             candidate_logits = logits
             if mask_id < logits.shape[-1]:  # never commit the mask token itself
                 candidate_logits = logits.clone()
@@ -167,6 +195,8 @@ def generate(
                 confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
             else:
                 confidence = torch.rand(x0.shape, dtype=torch.float64, device=device, generator=generator)
+            if confidence_eos_eot_inf:  # generate.py's EOS/EoT confidence, applied before the ranking
+                confidence = confidence.masked_fill(torch.isin(x0, deferred), DEFERRED_CONFIDENCE)
             confidence = confidence.masked_fill(~candidates, float("-inf"))
             commit = select_top(confidence, schedule[:, i]) & candidates
             step = block * steps_per_block + i
@@ -187,6 +217,13 @@ def _fill_after_eos(x: Tensor, commit_step: Tensor, prompt_len: int, eos_id: int
     fill = after_eos & (generated == mask_id)
     x[:, prompt_len:] = generated.masked_fill(fill, eos_id)
     commit_step[:, prompt_len:] = commit_step[:, prompt_len:].masked_fill(fill, step)
+
+
+def _check_token_ids(vocab: int, eos_id: int | None, eot_id: int | None) -> None:
+    """ValueError unless the EOS options' token ids are columns of the model's logits [..., vocab]."""
+    for name, value in (("eos_id", eos_id), ("eot_id", eot_id)):
+        if value is not None and not 0 <= value < vocab:
+            raise ValueError(f"{name}={value} is not a column of the model's logits (vocabulary of {vocab})")
 
 
 def _check_args(

@@ -147,6 +147,14 @@ class ChatTemplate:
         return messages
 
 
+def tokenizer_config_home(data_tokenizer: str, fallback: Path | None) -> Path | None:
+    """Where `sft.chat_template=tokenizer` looks for tokenizer_config.json: beside the run's own tokenizer file
+    (`data.tokenizer`, e.g. a Hugging Face model directory's tokenizer.json), else beside `fallback`."""
+    if data_tokenizer != "bpe" and Path(data_tokenizer).expanduser().is_file():
+        return Path(data_tokenizer).expanduser()
+    return fallback
+
+
 def load_template(choice: str, tokenizer: Tokenizer, eos_id: int, tokenizer_path: Path | None = None) -> ChatTemplate:
     """`sft.chat_template`: llada; tokenizer (the `chat_template` of tokenizer_config.json beside the tokenizer);
     or a file (a Jinja template, or a tokenizer_config.json holding one)."""

@@ -26,7 +26,7 @@ from torch.utils.data import Dataset
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import RunConfig
 from llada_lightning.data.cache import _data_file_spec, _doc_unit, _file_sha256, build_once, cache_root
-from llada_lightning.sft.chat import ChatTemplate, load_template, split_turns
+from llada_lightning.sft.chat import ChatTemplate, load_template, split_turns, tokenizer_config_home
 from llada_lightning.sft.parent import resolve_parent, sft_tokenizer
 from llada_lightning.sft.records import iter_conversations
 
@@ -188,7 +188,8 @@ def prepare_sft_corpus(cfg: RunConfig) -> SFTCorpus:
         raise ConfigError("not an SFT run: set sft.parent (or use `llada sft PARENT ...`)")
     parent = resolve_parent(cfg.sft.parent)
     tokenizer, eos = sft_tokenizer(parent, cfg.sft.chat_template)
-    template = load_template(cfg.sft.chat_template, tokenizer, eos, parent.tokenizer_path)
+    home = tokenizer_config_home(cfg.data.tokenizer, parent.tokenizer_path)
+    template = load_template(cfg.sft.chat_template, tokenizer, eos, home)
     spec = cache_spec(cfg, tokenizer.to_str())
     key = "sft-" + hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
     root = cache_root(cfg.data)

@@ -378,3 +378,117 @@ def test_invalid_arguments(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         generate(model, prompts(2, 5), **args)
     assert not model.calls
+
+
+# ----------------------------------------------------------------------------------------------- EOS options
+
+
+class RowLogits:
+    """A fake model: logits[b, i] = table[b, i] (one fixed table per row), whatever the tokens."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        self.table = table  # [B, T, V]
+
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.table[:, : input_ids.shape[1]].clone()
+
+
+EOS, EOT = 9, 10
+
+
+def eos_favouring_table(length: int = 12, vocab: int = 20) -> torch.Tensor:
+    """Every position's most likely token is EOS (logit 6), then token 1 (logit 4), then token 2 (logit 2)."""
+    table = torch.zeros(length, vocab)
+    table[:, EOS], table[:, 1], table[:, 2] = 6.0, 4.0, 2.0
+    return table
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_logits_eos_inf_never_generates_eos(temperature: float) -> None:
+    model = FixedLogits(eos_favouring_table(36, 20))
+    kwargs = dict(gen_length=32, steps=16, block_length=8, mask_id=MASK, eos_id=EOS, temperature=temperature)
+    gen = torch.Generator().manual_seed(0)
+    plain = generate(model, prompts(3, 4), generator=gen, **kwargs)
+    assert (plain[:, 4:] == EOS).float().mean() > 0.5  # the check can fail: EOS is this model's favourite
+    out = generate(model, prompts(3, 4), logits_eos_inf=True, generator=torch.Generator().manual_seed(0), **kwargs)
+    assert not (out[:, 4:] == EOS).any() and not (out[:, 4:] == MASK).any()
+    if temperature == 0:
+        assert (out[:, 4:] == 1).all()  # the runner-up, once EOS is gone
+
+
+def deferral_table() -> torch.Tensor:
+    """Two rows, prompt of 2, one block of 6: the confident EOS/EoT candidates sit between weak plain tokens."""
+    table = torch.zeros(2, 8, 20)
+    rows = [[1, EOS, 2, EOT, 3, EOS], [EOT, 4, EOS, 5, EOS, 6]]  # each position's argmax
+    strength = [[1.0, 9.0, 2.0, 8.0, 3.0, 7.0], [9.0, 1.5, 8.0, 2.5, 7.0, 3.5]]
+    for b, (tokens, logits) in enumerate(zip(rows, strength, strict=True)):
+        for j, (token, s) in enumerate(zip(tokens, logits, strict=True)):
+            table[b, 2 + j, token] = s
+    return table
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+def test_confidence_eos_eot_inf_commits_eos_and_eot_last_with_full_quotas(remasking: str) -> None:
+    model = RowLogits(deferral_table())
+    x = torch.tensor([[0, 1], [2, 3]])
+    kwargs = dict(gen_length=6, steps=3, block_length=6, mask_id=MASK, remasking=remasking, return_history=True)
+    kwargs |= dict(eos_id=EOS, generator=torch.Generator().manual_seed(0))
+    out = generate(model, x, confidence_eos_eot_inf=True, eot_id=EOT, **kwargs)
+    generated, steps = out.sequences[:, 2:], out.commit_step[:, 2:]
+    ends = (generated == EOS) | (generated == EOT)
+    assert ends.sum(dim=1).tolist() == [3, 3]  # the model's argmax tokens are still what is committed
+    for b in range(2):
+        assert steps[b][~ends[b]].max() <= steps[b][ends[b]].min(), (b, steps[b])
+        assert torch.bincount(steps[b], minlength=3).tolist() == [2, 2, 2]  # every step commits its quota
+    if remasking == "low_confidence":  # the plain tokens by confidence, then the EOS/EoT ones by index
+        assert steps.tolist() == [[1, 1, 0, 2, 0, 2], [1, 1, 2, 0, 2, 0]]
+        plain = generate(model, x, **kwargs)
+        assert plain.commit_step[:, 2:].tolist() == [[2, 0, 2, 0, 1, 1], [0, 2, 0, 2, 1, 1]]  # EOS/EoT first
+
+
+def test_confidence_eos_eot_inf_without_eot_id_defers_eos_only() -> None:
+    model = RowLogits(deferral_table())
+    kwargs = dict(gen_length=6, steps=6, block_length=6, mask_id=MASK, eos_id=EOS, return_history=True)
+    out = generate(model, torch.tensor([[0, 1], [2, 3]]), confidence_eos_eot_inf=True, **kwargs)
+    eos = out.sequences[:, 2:] == EOS
+    steps = out.commit_step[:, 2:]
+    assert steps[0, 3] == 0 and steps[1, 0] == 0  # the most confident EoT is not deferred
+    for b in range(2):
+        assert steps[b][~eos[b]].max() < steps[b][eos[b]].min()
+
+
+@pytest.mark.parametrize("remasking", ["low_confidence", "random"])
+@pytest.mark.parametrize("prompt_cache", [False, True])
+def test_eos_options_off_leave_the_output_unchanged(remasking: str, prompt_cache: bool) -> None:
+    model, x = tiny_model(), prompts(2, 5)
+    kwargs = dict(gen_length=8, steps=4, block_length=4, mask_id=MASK, remasking=remasking, temperature=1.0)
+    kwargs |= dict(prompt_cache=prompt_cache, return_history=True)
+    before = generate(model, x, generator=torch.Generator().manual_seed(5), **kwargs)
+    off = generate(
+        model,
+        x,
+        eos_id=3,
+        eot_id=4,
+        logits_eos_inf=False,
+        confidence_eos_eot_inf=False,
+        generator=torch.Generator().manual_seed(5),
+        **kwargs,
+    )
+    assert torch.equal(before.sequences, off.sequences) and torch.equal(before.commit_step, off.commit_step)
+    greedy = dict(gen_length=8, steps=4, block_length=4, mask_id=MASK)
+    assert torch.equal(generate(model, x, eos_id=3, eot_id=4, **greedy), reference_generate(model, x, **greedy))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(logits_eos_inf=True), "logits_eos_inf=True needs eos_id"),
+        (dict(confidence_eos_eot_inf=True, eot_id=4), "confidence_eos_eot_inf=True needs eos_id"),
+        (dict(logits_eos_inf=True, eos_id=50), r"eos_id=50 is not a column of the model's logits \(vocabulary of 50\)"),
+        (dict(confidence_eos_eot_inf=True, eos_id=3, eot_id=-1), "eot_id=-1 is not a column"),
+    ],
+)
+def test_eos_options_need_valid_token_ids(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        generate(FixedLogits(torch.zeros(20, 50)), prompts(2, 5), gen_length=8, block_length=4, steps=4, mask_id=MASK,
+                 **kwargs)  # fmt: skip
