@@ -54,7 +54,34 @@ def _unique_blocks(train: BlockDataset, cfg: DataConfig, seed: int) -> Dataset:
     return Subset(train, unique_subset(len(train), cfg.unique_tokens // train.seq_len, seed).tolist())
 
 
-class LMDataModule(L.LightningDataModule):
+class ResumableStream:
+    """What a data module whose training stream resumes from the optimizer step shares (mixed into
+    LMDataModule and sft.datamodule.SFTDataModule): the samples consumed, the epochs they make, the rank."""
+
+    trainer: L.Trainer | None
+    batch_size: int
+    accumulate_grad_batches: int
+    train_blocks: int
+
+    def consumed_samples(self) -> int:
+        """Training samples the whole job has consumed: derived from the restored optimizer step."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return trainer.global_step * self.accumulate_grad_batches * self.batch_size * trainer.world_size
+
+    def samples_consumed_to_epochs(self, n: int) -> float:
+        """Data epochs that `n` training samples (blocks or examples) represent."""
+        return epochs_seen(n, self.train_blocks)
+
+    def _rank_world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 1
+        return trainer.global_rank, trainer.world_size
+
+
+class LMDataModule(ResumableStream, L.LightningDataModule):
     """Training blocks in a seeded, resumable order; a fixed set of validation blocks."""
 
     def __init__(
@@ -143,24 +170,7 @@ class LMDataModule(L.LightningDataModule):
         """Distinct training tokens the run draws from: data.unique_tokens, or every whole block of the split."""
         return self.train_blocks * self.cfg.seq_len
 
-    def consumed_samples(self) -> int:
-        """Training samples the whole job has consumed: derived from the restored optimizer step."""
-        trainer = self.trainer
-        if trainer is None:
-            return 0
-        return trainer.global_step * self.accumulate_grad_batches * self.batch_size * trainer.world_size
-
-    def samples_consumed_to_epochs(self, n: int) -> float:
-        """Data epochs that `n` training samples (blocks) represent."""
-        return epochs_seen(n, self.train_blocks)
-
     # ---- helpers --------------------------------------------------------------------------------------
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
 
     def _require_setup(self) -> None:
         if self.corpus is None:

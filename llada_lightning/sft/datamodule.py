@@ -16,11 +16,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from llada_lightning.config.schema import RunConfig
-from llada_lightning.data.blocks import ResumableBlockSampler, epochs_seen
+from llada_lightning.data.blocks import ResumableBlockSampler
+from llada_lightning.data.datamodule import ResumableStream
 from llada_lightning.sft.dataset import SFTCorpus, SFTExamples, pad_batch, prepare_sft_corpus
 
 
-class SFTDataModule(L.LightningDataModule):
+class SFTDataModule(ResumableStream, L.LightningDataModule):
     def __init__(self, cfg: RunConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -107,23 +108,10 @@ class SFTDataModule(L.LightningDataModule):
     def unique_tokens(self) -> int:
         return int(self.train_dataset.offsets[-1])
 
-    def consumed_samples(self) -> int:
-        trainer = self.trainer
-        if trainer is None:
-            return 0
-        return trainer.global_step * self.accumulate_grad_batches * self.batch_size * trainer.world_size
-
-    def samples_consumed_to_epochs(self, n: int) -> float:
-        return epochs_seen(n, self.train_blocks)
-
     def _corpus(self) -> SFTCorpus:
         if self.corpus is None:
             raise RuntimeError("SFTDataModule.setup() has not been called")
         return self.corpus
-
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = self.trainer
-        return (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
 
     def _loader(self, dataset: SFTExamples, sampler: object) -> DataLoader:
         workers = self.cfg.data.num_workers
