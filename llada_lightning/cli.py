@@ -1,4 +1,4 @@
-"""The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, sample, eval."""
+"""The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, experiment, sample, eval."""
 
 from __future__ import annotations
 
@@ -200,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--root", default="runs/sweeps")
     q.add_argument("--lines", type=int, default=40)
     p.set_defaults(func=_cmd_sweep)
+    from llada_lightning.experiments.cli import register as register_experiment
     from llada_lightning.inference.cli import register as register_inference
     from llada_lightning.scaling.cli import register as register_scaling
     from llada_lightning.study.cli import register_study
@@ -207,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_inference(sub)
     register_scaling(sub)
     register_study(sub)
+    register_experiment(sub)
     p = sub.add_parser(
         "runs", help="a table of the run directories under ROOT: status, objective, N, tokens, FLOPs, loss"
     )

@@ -1,0 +1,1 @@
+"""Experiments built on the package's training and inference layers (`llada experiment ...`)."""
