@@ -56,7 +56,7 @@ def cache_root(cfg: DataConfig) -> Path:
     return Path(root).expanduser()
 
 
-def _file_sha256(path: str | Path) -> str:
+def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -64,7 +64,7 @@ def _file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _data_file_spec(entry: str) -> list:
+def data_file_spec(entry: str) -> list:
     """A local data file (or glob) by resolved path, size and mtime; anything else (a URL) verbatim."""
     matches = sorted(glob.glob(os.path.expanduser(entry)))
     if not matches:
@@ -83,7 +83,7 @@ def cache_spec(cfg: DataConfig) -> dict:
     if cfg.source == "embedded":
         source = {
             "source": "embedded",
-            "sha256": _file_sha256(corpus.EMBEDDED_PATH),
+            "sha256": file_sha256(corpus.EMBEDDED_PATH),
             "doc_chars": corpus.EMBEDDED_DOC_CHARS,
         }
     else:
@@ -96,13 +96,13 @@ def cache_spec(cfg: DataConfig) -> dict:
             "name": cfg.name,
             "split": cfg.split,
             "text_field": cfg.text_field,
-            "data_files": None if files is None else [_data_file_spec(str(f)) for f in files],
+            "data_files": None if files is None else [data_file_spec(str(f)) for f in files],
         }
     if cfg.tokenizer == "bpe":
         tok = {"kind": "bpe", "vocab_size": cfg.vocab_size}
     else:
         load_tokenizer(cfg.tokenizer)  # a missing or broken file: a one-line ConfigError before anything else
-        tok = {"kind": "file", "sha256": _file_sha256(Path(cfg.tokenizer).expanduser()), "eos": cfg.eos_token}
+        tok = {"kind": "file", "sha256": file_sha256(Path(cfg.tokenizer).expanduser()), "eos": cfg.eos_token}
     return {
         "format_version": FORMAT_VERSION,
         "source": source,
@@ -117,7 +117,7 @@ def cache_key(cfg: DataConfig) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _doc_unit(text: str) -> float:
+def doc_unit(text: str) -> float:
     """A uniform number in [0, 1) from the document's text (the first 8 bytes of its SHA-256)."""
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
 
@@ -130,7 +130,7 @@ def assign_splits(docs: Iterator[str] | list[str], val_fraction: float) -> list[
     """
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"data.val_fraction={val_fraction} is outside (0, 1); set e.g. data.val_fraction=0.05")
-    units = [_doc_unit(d) for d in docs]
+    units = [doc_unit(d) for d in docs]
     is_val = [u < val_fraction for u in units]
     if units and not any(is_val):
         is_val[int(np.argmin(units))] = True

@@ -25,7 +25,7 @@ from torch.utils.data import Dataset
 
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import RunConfig
-from llada_lightning.data.cache import _data_file_spec, _doc_unit, _file_sha256, build_once, cache_root
+from llada_lightning.data.cache import build_once, cache_root, data_file_spec, doc_unit, file_sha256
 from llada_lightning.sft.chat import ChatTemplate, load_template, split_turns, tokenizer_config_home
 from llada_lightning.sft.parent import resolve_parent, sft_tokenizer
 from llada_lightning.sft.records import iter_conversations
@@ -87,10 +87,10 @@ def cache_spec(cfg: RunConfig, tokenizer_json: str) -> dict[str, Any]:
     s = cfg.sft
     spec: dict[str, Any] = {k: v for k, v in asdict(s).items() if k not in ("parent", "data_files", "chat_template")}
     files = [s.data_files] if isinstance(s.data_files, str) else s.data_files
-    spec["data_files"] = None if files is None else [_data_file_spec(str(f)) for f in files]
+    spec["data_files"] = None if files is None else [data_file_spec(str(f)) for f in files]
     template = s.chat_template
     if template not in ("llada", "tokenizer") and Path(template).expanduser().is_file():
-        template = _file_sha256(Path(template).expanduser())
+        template = file_sha256(Path(template).expanduser())
     spec.update(
         format_version=FORMAT_VERSION,
         chat_template=template,
@@ -106,7 +106,7 @@ def _build(cfg: RunConfig, directory: Path, tokenizer: Any, template: ChatTempla
     units, per_conversation = [], []
     dropped = 0
     for messages in iter_conversations(cfg.sft):
-        units.append(_doc_unit(json.dumps(messages, sort_keys=True)))
+        units.append(doc_unit(json.dumps(messages, sort_keys=True)))
         kept = []
         for ids, prompt_len in encode_conversation(template, messages):
             if len(ids) > cfg.data.seq_len:

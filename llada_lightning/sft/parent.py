@@ -62,13 +62,15 @@ def sft_tokenizer(parent: ParentRun, chat_template: str) -> Any:
     """The parent's tokenizer with what `chat_template` needs added (llada: its markers), and its EOS id."""
     from llada_lightning.config.compose import load_run_config
     from llada_lightning.data.tokenizer import eos_id, load_tokenizer
+    from llada_lightning.inference.loading import tokenizer_file
     from llada_lightning.sft.chat import ensure_special_tokens
 
-    tok_path = parent.tokenizer_path
+    cfg = load_run_config(parent.config_path)
+    tok_path = tokenizer_file(parent.run_dir, cfg)
     tokenizer = load_tokenizer(tok_path, what=str(tok_path), fix="restore the parent run's tokenizer.json")
     if chat_template == "llada":
         ensure_special_tokens(tokenizer)
-    return tokenizer, eos_id(tokenizer, load_run_config(parent.config_path).data.eos_token)
+    return tokenizer, eos_id(tokenizer, cfg.data.eos_token)
 
 
 def parent_base(spec: str, chat_template: str = "llada") -> dict[str, Any]:
