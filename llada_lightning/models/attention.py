@@ -10,7 +10,8 @@ Backends:
 Masks are boolean "may attend" tensors [B, 1, T, T] built once per forward by `attention_mask_4d`.
 
 `KVCache` (optional, inference only) keeps each layer's keys and values so a forward can process only new
-tokens: growing for ARM decoding, frozen for the diffusion sampler's prompt cache (see `KVCache`).
+tokens: growing for ARM decoding, frozen for the diffusion sampler's prefix cache, a window of replaced
+positions for its dual cache (see `KVCache`).
 """
 
 from __future__ import annotations
@@ -61,15 +62,19 @@ def attention_mask_4d(key_padding_mask: Tensor, causal: bool) -> Tensor:
     return allowed | eye
 
 
-def cached_attention_mask(key_padding_mask: Tensor, n_queries: int, causal: bool) -> Tensor:
-    """[B, S] key-padding mask over cached + new keys -> boolean [B, 1, n_queries, S] for the last `n_queries` keys.
+def cached_attention_mask(
+    key_padding_mask: Tensor, n_queries: int, causal: bool, first_query: int | None = None
+) -> Tensor:
+    """[B, S] key-padding mask over cached + new keys -> boolean [B, 1, n_queries, S] for `n_queries` queries.
 
-    Query i sits at key index `S - n_queries + i`; the same rules as `attention_mask_4d` (no padding keys, always
-    itself, causal: keys at or before itself). With `n_queries == S` it equals `attention_mask_4d`.
+    Query i sits at key index `first_query + i` (default `S - n_queries`: the new tokens come last; a `KVCache`
+    window puts them inside); the same rules as `attention_mask_4d` (no padding keys, always itself, causal: keys
+    at or before itself). With `n_queries == S` it equals `attention_mask_4d`.
     """
     s = key_padding_mask.shape[-1]
+    first = s - n_queries if first_query is None else first_query
     device = key_padding_mask.device
-    q_pos = torch.arange(s - n_queries, s, device=device)[:, None]
+    q_pos = torch.arange(first, first + n_queries, device=device)[:, None]
     k_pos = torch.arange(s, device=device)[None, :]
     allowed = key_padding_mask.bool()[:, None, None, :]
     if causal:
@@ -84,7 +89,12 @@ class KVCache:
     - growing (default): each `Transformer.forward(..., cache=cache)` appends its tokens (ARM decoding; exact);
     - frozen (`freeze()`): forwards attend to the cached prefix plus their own tokens and leave the cache as it
       is (Fast-dLLM's prefix cache for the diffusion sampler: approximate for a bidirectional model, because
-      the cached prefix no longer sees later changes of the tokens after it).
+      the cached prefix no longer sees later changes of the tokens after it);
+    - window (`set_window(start, end)`): a forward takes exactly the tokens of positions [start, end); their keys
+      and values overwrite the cached ones there (in place: the cache owns its tensors) and they attend to all S
+      positions, cached before and after the window (Fast-dLLM's dual cache, `replace_position` in their
+      `llada/model/modeling_llada.py`: approximate for a bidirectional model, whose cached keys do not see the
+      window's new tokens; exact for a causal one, whose window never attends to the keys after it).
     `crop(n)` keeps the first n positions (fill with a whole sequence, keep the prompt, freeze).
     """
 
@@ -94,10 +104,21 @@ class KVCache:
         self.padding_mask: Tensor | None = None  # [B, S] bool, None while empty
         self.length = 0
         self.frozen = False
+        self.window: tuple[int, int] | None = None
+
+    @property
+    def start(self) -> int:
+        """The key index (and default RoPE position) of the next forward's first token: the window's start, else
+        the cache length (new tokens come after the cached ones)."""
+        return self.length if self.window is None else self.window[0]
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Cached + new keys and values of `layer`; stored unless frozen."""
+        """Cached + new keys and values of `layer`; stored unless frozen (a window overwrites its positions)."""
         cached_k, cached_v = self.keys[layer], self.values[layer]
+        if self.window is not None:
+            start, end = self.window
+            cached_k[:, start:end], cached_v[:, start:end] = k, v
+            return cached_k, cached_v
         if cached_k is not None:
             k, v = torch.cat((cached_k, k), dim=1), torch.cat((cached_v, v), dim=1)
         if not self.frozen:
@@ -105,7 +126,18 @@ class KVCache:
         return k, v
 
     def key_padding_mask(self, new_mask: Tensor) -> Tensor:
-        """The [B, S + T] mask of cached + new keys; records the new part unless frozen (call once per forward)."""
+        """The [B, S (+ T)] mask of cached + new keys; records the new part unless frozen (call once per forward).
+        In a window, `new_mask` [B, end - start] replaces the cached mask there."""
+        if self.window is not None:
+            start, end = self.window
+            if new_mask.shape[1] != end - start:
+                raise ValueError(
+                    f"a KVCache window [{start}, {end}) takes {end - start} tokens per forward, got {new_mask.shape[1]}"
+                )
+            full = self.padding_mask.clone()
+            full[:, start:end] = new_mask
+            self.padding_mask = full
+            return full
         full = new_mask if self.padding_mask is None else torch.cat((self.padding_mask, new_mask), dim=1)
         if not self.frozen:
             self.padding_mask, self.length = full, full.shape[1]
@@ -115,6 +147,8 @@ class KVCache:
         """Keep the first `n` cached positions (in place); returns self."""
         if not 0 <= n <= self.length:
             raise ValueError(f"cannot crop a cache of length {self.length} to {n}")
+        if self.window is not None and self.window[1] > n:
+            raise ValueError(f"cannot crop a cache to {n} inside its window {list(self.window)}")
         self.keys = [None if k is None else k[:, :n] for k in self.keys]
         self.values = [None if v is None else v[:, :n] for v in self.values]
         self.padding_mask = None if self.padding_mask is None else self.padding_mask[:, :n]
@@ -123,7 +157,19 @@ class KVCache:
 
     def freeze(self) -> KVCache:
         """Stop appending: later forwards read the cache but do not change it; returns self."""
+        if self.window is not None:
+            raise ValueError("a KVCache with a window cannot be frozen")
         self.frozen = True
+        return self
+
+    def set_window(self, start: int, end: int) -> KVCache:
+        """Later forwards take the tokens of positions [start, end) and overwrite their keys and values (see the
+        class docstring); returns self. Needs a filled, unfrozen cache with `0 <= start < end <= length`."""
+        if self.frozen:
+            raise ValueError("a frozen KVCache cannot take a window")
+        if not 0 <= start < end <= self.length:
+            raise ValueError(f"window [{start}, {end}) is not inside a cache of length {self.length}")
+        self.window = (start, end)
         return self
 
 

@@ -44,8 +44,9 @@ def rotate_half(x: Tensor) -> Tensor:
 
 
 def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate queries or keys `x` [B, T, H, D] by the tables [T, D] from `rope_cos_sin`."""
-    cos, sin = cos[:, None, :], sin[:, None, :]
+    """Rotate queries or keys `x` [B, T, H, D] by the tables [T, D] from `rope_cos_sin` (or [B, T, D]: one row of
+    positions per sequence)."""
+    cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)
     xf = x.float()
     return (xf * cos + rotate_half(xf) * sin).type_as(x)
 

@@ -9,7 +9,8 @@ of its first padding token. Padding keys are hidden by `attention_mask`, so padd
 positions, which RoPE's relative encoding makes harmless for attention scores.
 
 Inference may pass a `KVCache` (`new_kv_cache()`): the forward then takes only the new tokens, placed after
-the cached ones (RoPE positions continue from `cache.length` unless `positions` says otherwise).
+the cached ones or in the cache's window (RoPE positions continue from `cache.start` unless `positions` says
+otherwise; `positions` may hold one row per sequence).
 """
 
 from __future__ import annotations
@@ -93,20 +94,20 @@ class Transformer(nn.Module):
         """`attention_mask` [B, T]: 1/True = real token, 0 = padding key (hidden from every other query).
 
         `cache`: the tokens of `input_ids` come after the cached ones and attend to them (and, unless the cache
-        is frozen, are appended to it); `attention_mask` then covers the new tokens only. `positions` [T]: RoPE
-        positions of the new tokens (default `cache.length + arange(T)`, or `arange(T)` without a cache).
+        is frozen, are appended to it), or, in a cache window, are the window's tokens (see `KVCache`);
+        `attention_mask` then covers the new tokens only. `positions` [T] or [B, T] (one row per sequence): RoPE
+        positions of the new tokens (default `cache.start + arange(T)`, or `arange(T)` without a cache).
         """
         t = input_ids.shape[1]
         x = self.embed(input_ids)
         head_dim, theta = self.config.head_dim, self.config.rope_theta
+        first = 0 if cache is None else cache.start
         if positions is not None:
             cos, sin = rope_cos_sin(int(positions.max()) + 1, head_dim, theta, x.device)
             cos, sin = cos[positions], sin[positions]
-        elif cache is not None and cache.length:
-            cos, sin = rope_cos_sin(cache.length + t, head_dim, theta, x.device)
-            cos, sin = cos[cache.length :], sin[cache.length :]
         else:
-            cos, sin = rope_cos_sin(t, head_dim, theta, x.device)
+            cos, sin = rope_cos_sin(first + t, head_dim, theta, x.device)
+            cos, sin = cos[first:], sin[first:]
         if cache is None:
             mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.causal)
         else:
@@ -116,15 +117,17 @@ class Transformer(nn.Module):
         return nn.functional.linear(self.norm(x), self.head_weight)
 
     def _cached_mask(self, cache: KVCache, attention_mask: Tensor | None, input_ids: Tensor) -> Tensor | None:
-        """Key padding of cached + new tokens -> [B, 1, T, S + T], or None when nothing needs hiding."""
+        """Key padding of cached + new tokens -> [B, 1, T, S], or None when nothing needs hiding."""
         b, t = input_ids.shape
+        first = cache.start
         new = torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
         if attention_mask is not None:
             new = attention_mask.bool()
         keys = cache.key_padding_mask(new)
-        if (t == 1 or not self.causal) and bool(keys.all()):
+        # no mask needed: every key is real and, when causal, the single new query is the last key
+        if bool(keys.all()) and (not self.causal or (t == 1 and first + 1 == keys.shape[1])):
             return None
-        return cached_attention_mask(keys, t, self.causal)
+        return cached_attention_mask(keys, t, self.causal, first)
 
 
 def build_model(

@@ -11,7 +11,13 @@ import torch
 
 from llada_lightning.config import ModelConfig
 from llada_lightning.models import attention, build_model
-from llada_lightning.models.attention import FLASH_MISSING, attend, attention_mask_4d, check_backend
+from llada_lightning.models.attention import (
+    FLASH_MISSING,
+    attend,
+    attention_mask_4d,
+    cached_attention_mask,
+    check_backend,
+)
 from llada_lightning.models.layers import apply_rope, rope_cos_sin
 
 CFG = ModelConfig(n_layers=2, n_heads=4, n_kv_heads=2, d_model=32, d_ff=80, vocab_size=50)
@@ -41,6 +47,17 @@ def test_mask_4d_semantics() -> None:
     expected_causal_row1 = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
     assert torch.equal(causal[1, 0], expected_causal_row1)
     assert torch.equal(causal[0, 0], expected_bi_row0.tril())
+
+
+def test_cached_mask_for_queries_inside_the_keys() -> None:
+    """A KVCache window: queries at key indices 2 and 3 of 6 keys, the first key padding."""
+    pad = torch.tensor([[0, 1, 1, 1, 1, 1]])
+    bi = cached_attention_mask(pad, 2, causal=False, first_query=2)
+    assert bi[0, 0].int().tolist() == [[0, 1, 1, 1, 1, 1]] * 2
+    causal = cached_attention_mask(pad, 2, causal=True, first_query=2)
+    assert causal[0, 0].int().tolist() == [[0, 1, 1, 0, 0, 0], [0, 1, 1, 1, 0, 0]]
+    for c in (False, True):  # the default: the queries are the last keys
+        assert torch.equal(cached_attention_mask(pad, 2, c, first_query=4), cached_attention_mask(pad, 2, c))
 
 
 @pytest.mark.parametrize("backend", ["sdpa", "math"])

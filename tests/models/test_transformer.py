@@ -162,37 +162,63 @@ def test_rmsnorm() -> None:
     torch.testing.assert_close(norm(x), expected)
 
 
+def _rope(z: torch.Tensor, positions: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """RoPE as complex rotations of pairs (i, i + D/2) of z [b, t, h, hd] at `positions` [t]."""
+    hd = cfg.head_dim
+    freqs = cfg.rope_theta ** (-torch.arange(hd // 2, dtype=torch.float64) * 2 / hd)
+    rot = torch.polar(torch.ones(len(positions), hd // 2, dtype=torch.float64), positions[:, None] * freqs)
+    zc = torch.complex(z[..., : hd // 2].double(), z[..., hd // 2 :].double()) * rot[:, None, :]
+    return torch.cat((zc.real, zc.imag), dim=-1).float()
+
+
+def _norm(z: torch.Tensor, w: torch.Tensor, eps: float) -> torch.Tensor:
+    return z / torch.sqrt(z.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def _qkv(layer, h: torch.Tensor, positions: torch.Tensor, cfg: ModelConfig):
+    """A layer's RoPE'd queries and keys and its values [b, t, h, hd] for the hidden states h [b, t, d]."""
+    b, t, _ = h.shape
+    a, z = layer.attn, _norm(h, layer.attn_norm.weight, cfg.norm_eps)
+    q = _rope((z @ a.wq.weight.T).view(b, t, cfg.n_heads, cfg.head_dim), positions, cfg)
+    k = _rope((z @ a.wk.weight.T).view(b, t, cfg.n_heads, cfg.head_dim), positions, cfg)
+    return q, k, (z @ a.wv.weight.T).view(b, t, cfg.n_heads, cfg.head_dim)
+
+
+def _attend_and_ffn(layer, h, q, k, v, allowed: torch.Tensor | None, cfg: ModelConfig) -> torch.Tensor:
+    """The rest of the layer: explicit softmax attention of q over k, v (`allowed` [t, s] or None), then the FFN."""
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(cfg.head_dim)
+    if allowed is not None:
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    att = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v).flatten(2)
+    h = h + att @ layer.attn.wo.weight.T
+    z, f = _norm(h, layer.ffn_norm.weight, cfg.norm_eps), layer.ffn
+    return h + (F.silu(z @ f.w1.weight.T) * (z @ f.w3.weight.T)) @ f.w2.weight.T
+
+
 def reference_forward(model: Transformer, x: torch.Tensor, causal: bool) -> torch.Tensor:
     """A direct LLaMA forward: explicit softmax attention, RoPE as complex rotations of pairs (i, i + D/2)."""
-    cfg = model.config
-    b, t = x.shape
-    hd, nh = cfg.head_dim, cfg.n_heads
-    freqs = cfg.rope_theta ** (-torch.arange(hd // 2, dtype=torch.float64) * 2 / hd)
-    rot = torch.polar(torch.ones(t, hd // 2, dtype=torch.float64), torch.arange(t)[:, None] * freqs)
-
-    def rope(z: torch.Tensor) -> torch.Tensor:  # [b, t, h, hd]
-        zc = torch.complex(z[..., : hd // 2].double(), z[..., hd // 2 :].double()) * rot[:, None, :]
-        return torch.cat((zc.real, zc.imag), dim=-1).float()
-
-    def norm(z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return z / torch.sqrt(z.pow(2).mean(-1, keepdim=True) + cfg.norm_eps) * w
-
+    cfg, t = model.config, x.shape[1]
+    positions, causal_mask = torch.arange(t), torch.ones(t, t, dtype=torch.bool).tril()
     h = model.embed.weight[x]
     for layer in model.layers:
-        a = layer.attn
-        z = norm(h, layer.attn_norm.weight)
-        q = rope((z @ a.wq.weight.T).view(b, t, nh, hd))
-        k = rope((z @ a.wk.weight.T).view(b, t, nh, hd))
-        v = (z @ a.wv.weight.T).view(b, t, nh, hd)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(hd)
-        if causal:
-            scores = scores.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf"))
-        att = torch.einsum("bhqk,bkhd->bqhd", scores.softmax(-1), v).reshape(b, t, nh * hd)
-        h = h + att @ a.wo.weight.T
-        z = norm(h, layer.ffn_norm.weight)
-        f = layer.ffn
-        h = h + (F.silu(z @ f.w1.weight.T) * (z @ f.w3.weight.T)) @ f.w2.weight.T
-    return norm(h, model.norm.weight) @ model.head.weight.T
+        h = _attend_and_ffn(layer, h, *_qkv(layer, h, positions, cfg), causal_mask if causal else None, cfg)
+    return _norm(h, model.norm.weight, cfg.norm_eps) @ model.head.weight.T
+
+
+def reference_window_forward(model: Transformer, old: torch.Tensor, window: torch.Tensor, start: int) -> torch.Tensor:
+    """Fast-dLLM's dual cache written out (bidirectional): the logits of `window` [b, w], placed at positions
+    start..start+w-1 of the sequence `old` [b, s], when every layer's keys/values outside the window are those of
+    `old`'s own forward and the window's are computed from the window's tokens."""
+    cfg, s, w = model.config, old.shape[1], window.shape[1]
+    h_old, h = model.embed.weight[old], model.embed.weight[window]
+    for layer in model.layers:
+        q_old, k_old, v_old = _qkv(layer, h_old, torch.arange(s), cfg)
+        q, k, v = _qkv(layer, h, torch.arange(start, start + w), cfg)
+        keys, values = k_old.clone(), v_old.clone()
+        keys[:, start : start + w], values[:, start : start + w] = k, v
+        h = _attend_and_ffn(layer, h, q, keys, values, None, cfg)
+        h_old = _attend_and_ffn(layer, h_old, q_old, k_old, v_old, None, cfg)
+    return _norm(h, model.norm.weight, cfg.norm_eps) @ model.head.weight.T
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -201,3 +227,70 @@ def test_matches_reference_forward(causal: bool) -> None:
     model = make(causal, rope_theta=500.0, init_std=0.2)
     x = ids(2, 10)
     torch.testing.assert_close(model(x), reference_forward(model, x, causal), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- KV cache windows
+
+
+@torch.no_grad()
+def test_cache_window_matches_the_written_out_dual_cache() -> None:
+    model = make(rope_theta=500.0, init_std=0.2)  # 2 layers: the window's tokens change later layers' hidden states
+    old, window = ids(2, 12), ids(2, 4, seed=2)
+    cache = model.new_kv_cache()
+    model(old, cache=cache)
+    out = model(window, cache=cache.set_window(5, 9))
+    torch.testing.assert_close(out, reference_window_forward(model, old, window, 5), rtol=1e-4, atol=1e-4)
+    new = old.clone()
+    new[:, 5:9] = window
+    assert not torch.allclose(out, model(new)[:, 5:9], atol=1e-3)  # approximate: the cached keys saw `old`
+    assert cache.length == 12 and cache.keys[0].shape[1] == 12  # replaced, not appended
+    torch.testing.assert_close(model(window, cache=cache), out, rtol=0, atol=0)
+
+
+@torch.no_grad()
+def test_cache_window_is_exact_for_a_causal_model_with_padding() -> None:
+    model = make(causal=True)
+    old, mask = ids(2, 12), torch.ones(2, 12, dtype=torch.long)
+    mask[0, :3] = 0
+    new = old.clone()
+    new[:, 5:9] = ids(2, 4, seed=2)
+    cache = model.new_kv_cache()
+    model(old, mask, cache=cache)
+    cache.set_window(5, 9)
+    out = model(new[:, 5:9], mask[:, 5:9], cache=cache)  # its queries never see the stale keys after the window
+    torch.testing.assert_close(out, model(new, mask)[:, 5:9], rtol=1e-5, atol=1e-5)
+    one = model(new[:, 5:9], cache=model.new_kv_cache())  # the same tokens without the prefix differ
+    assert not torch.allclose(out, one, atol=1e-3)
+
+
+def test_cache_window_errors() -> None:
+    model = make()
+    cache = model.new_kv_cache()
+    with pytest.raises(ValueError, match=r"window \[0, 2\) is not inside a cache of length 0"):
+        cache.set_window(0, 2)
+    with torch.no_grad():
+        model(ids(2, 6), cache=cache)
+    with pytest.raises(ValueError, match=r"window \[4, 7\) is not inside a cache of length 6"):
+        cache.set_window(4, 7)
+    cache.set_window(2, 4)
+    wrong_length = r"a KVCache window \[2, 4\) takes 2 tokens per forward, got 3"
+    with pytest.raises(ValueError, match=wrong_length), torch.no_grad():
+        model(ids(2, 3), cache=cache)
+    with pytest.raises(ValueError, match="cannot be frozen"):
+        cache.freeze()
+    frozen = model.new_kv_cache()
+    with torch.no_grad():
+        model(ids(2, 6), cache=frozen)
+    with pytest.raises(ValueError, match="a frozen KVCache cannot take a window"):
+        frozen.freeze().set_window(0, 2)
+
+
+@torch.no_grad()
+def test_positions_may_hold_one_row_per_sequence() -> None:
+    model = make(init_std=0.5)  # large weights: positions matter visibly
+    x = ids(2, 6)
+    positions = torch.tensor([[0, 1, 2, 3, 4, 5], [0, 2, 4, 6, 8, 10]])
+    both = model(x, positions=positions)
+    for b in range(2):
+        torch.testing.assert_close(both[b], model(x[b : b + 1], positions=positions[b])[0], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(both[1], model(x[1:2])[0], atol=1e-3)  # gapped positions do change the logits
