@@ -5,7 +5,8 @@ A model is any callable `model(input_ids [B, T], attention_mask) -> logits [B, T
 as Hugging Face models return). How the mask is passed follows the callable's signature (`mask_passing`): as the
 `attention_mask` keyword when it has one (or **kwargs), else as its second positional argument; when the mask is
 None it is passed only to a callable that requires it, so `lambda ids: ...` works whenever no padding mask is
-needed, and `def model(input_ids, attention_mask)` works with or without one. `cache` is always a keyword.
+needed, and `def model(input_ids, attention_mask)` works with or without one. `cache` is always a keyword, and so
+is `positions` (per-row RoPE positions), passed only to a callable whose signature names it (`takes_positions`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,42 @@ def _read_signature(fn: Callable[..., Any], *, skip_self: bool) -> tuple[str, bo
     return "none", False
 
 
-def call_model(model: Model, input_ids: Tensor, attention_mask: Tensor | None = None, cache: Any = None) -> Tensor:
-    """logits [B, T, V] of `model` on `input_ids`, the mask passed as `mask_passing` says; unwraps `.logits`."""
+def takes_positions(model: Model) -> bool:
+    """Whether `model` takes a `positions` keyword (RoPE positions, as `llada_lightning.models.Transformer`)."""
+    if isinstance(model, torch.nn.Module):
+        return _module_takes_positions(type(model))
+    return _names_positions(model, skip_self=False)
+
+
+@functools.cache
+def _module_takes_positions(cls: type) -> bool:
+    return _names_positions(cls.forward, skip_self=True)
+
+
+def _names_positions(fn: Callable[..., Any], *, skip_self: bool) -> bool:
+    try:
+        params = list(inspect.signature(fn).parameters.values())[int(skip_self) :]
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "positions" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) for p in params)
+
+
+def padded_positions(attention_mask: Tensor) -> Tensor:
+    """[B, T] positions that count real tokens only: a left-padded row's first real token is at 0, as when the row
+    is alone (padding gets 0; its keys are hidden anyway). RoPE is relative, so this changes attention scores only
+    by rounding, and that rounding is what would otherwise make a row's logits depend on the batch's padding."""
+    return (attention_mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
+def call_model(
+    model: Model,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    cache: Any = None,
+    positions: Tensor | None = None,
+) -> Tensor:
+    """logits [B, T, V] of `model` on `input_ids`, the mask passed as `mask_passing` says; unwraps `.logits`.
+    `cache` and `positions` are keywords, passed only when not None."""
     how, required = mask_passing(model)
     args: list[Any] = [input_ids]
     kwargs: dict[str, Any] = {}
@@ -70,6 +105,8 @@ def call_model(model: Model, input_ids: Tensor, attention_mask: Tensor | None = 
             raise TypeError(f"{type(model).__name__} takes no attention mask: pass attention_mask=None (no padding)")
     if cache is not None:
         kwargs["cache"] = cache
+    if positions is not None:
+        kwargs["positions"] = positions
     out = model(*args, **kwargs)
     return out.logits if hasattr(out, "logits") else out
 
@@ -82,19 +119,21 @@ def guided_logits(
     cfg_scale: float,
     mask_id: int,
     cache: Any = None,
+    positions: Tensor | None = None,
 ) -> Tensor:
     """Logits with unsupervised classifier-free guidance (LLaDA `generate.py`, Nie et al. 2025 App. B):
 
     `un + (cfg_scale + 1) * (cond - un)`, where `un` is the pass with the prompt tokens (`prompt_positions`,
-    bool [B, T]) replaced by `mask_id`. The two passes run as one batch [cond; un]; the attention mask (if
-    any) is concatenated the same way. `cfg_scale == 0`: a single plain pass.
+    bool [B, T]) replaced by `mask_id`. The two passes run as one batch [cond; un]; the attention mask and
+    per-row `positions` [B, T] (if any) are concatenated the same way. `cfg_scale == 0`: a single plain pass.
     """
     if cfg_scale == 0:
-        return call_model(model, input_ids, attention_mask, cache)
+        return call_model(model, input_ids, attention_mask, cache, positions)
     uncond = input_ids.masked_fill(prompt_positions, mask_id)
     both = torch.cat((input_ids, uncond), dim=0)
     both_mask = None if attention_mask is None else torch.cat((attention_mask, attention_mask), dim=0)
-    cond_logits, un_logits = call_model(model, both, both_mask, cache).chunk(2, dim=0)
+    both_positions = None if positions is None else torch.cat((positions, positions), dim=0)
+    cond_logits, un_logits = call_model(model, both, both_mask, cache, both_positions).chunk(2, dim=0)
     return un_logits + (cfg_scale + 1.0) * (cond_logits - un_logits)
 
 

@@ -5,6 +5,7 @@
     per step:  logits of all positions (optionally with CFG); candidate x0 = argmax(logits / T + Gumbel)
                (float64; T = 0: argmax); confidence = softmax(logits)[x0] (low_confidence) or U(0, 1) (random);
                the n[b, i] most confident still-masked positions of the current block are committed
+    threshold tau (Fast-dLLM): also every candidate with confidence >= tau (>= 1 per step); steps=None: until full
 
 Differences from the reference code, all deliberate:
 - the top-n commit is one sort for the whole batch (reference: a Python loop over rows);
@@ -18,30 +19,56 @@ Differences from the reference code, all deliberate:
 - `logits_eos_inf` / `confidence_eos_eot_inf` (generate.py's EOS options for instruct models): the confidence
   option defers EOS/EoT candidates for real (generate.py edits `logits_with_noise` after x0 was drawn, which
   changes nothing for EOS) and keeps every step's quota (see `generate`);
-- `prompt_cache=True`: Fast-dLLM's prefix KV cache (approximate, opt-in; see `generate`).
+- `threshold`, `cache="prefix" | "dual"` (`prompt_cache=True` = "prefix"): Fast-dLLM's parallel decoding and KV
+  caches (Wu et al. 2025; NVlabs/Fast-dLLM `llada/generate.py`), batched and opt-in; the caches are approximate
+  (see `generate`). Fast-dLLM's functions take one prompt (a Python loop over rows in `get_transfer_index`);
+  here every option is batched, a row whose block is full waits unchanged until the others' are, and each row's
+  steps are counted on its own (`GenerationOutput.row_steps`);
+- a padded batch gives a `Transformer` per-row RoPE positions (each row's first real token at 0, as when alone),
+  so a row's logits, and therefore its tokens, do not depend on the other rows' lengths (with positions 0..T-1
+  for all rows they differ by rounding, which can flip a close confidence comparison).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Generator, Tensor
 
-from llada_lightning.sampling.common import Model, check_cfg_scale, check_prompt, guided_logits
+from llada_lightning.sampling.common import (
+    Model,
+    check_cfg_scale,
+    check_prompt,
+    guided_logits,
+    padded_positions,
+    takes_positions,
+)
 
 REMASKING = ("low_confidence", "random")
+CACHES = ("prefix", "dual")
 # confidence_eos_eot_inf: below every real confidence (probabilities and U(0, 1) draws lie in [0, 1]) but above
 # the non-candidates' -inf, so select_top ranks EOS/EoT candidates last yet still fills a step's quota with them
 DEFERRED_CONFIDENCE = -1.0
 
 
 class GenerationOutput(NamedTuple):
-    """`sequences` [B, P + G]; `commit_step` [B, P + G]: the 0-based global step at which each generated
-    position was committed (-1 for prompt positions and for positions never committed)."""
+    """What `generate(..., return_history=True)` returns.
+
+    - `sequences` [B, P + G];
+    - `commit_step` [B, P + G]: the 0-based step of its row at which each generated position was committed (-1 for
+      prompt positions and for positions never committed). Steps are counted per row (see `generate`); without
+      `threshold` or `fill_after_eos`, and with steps <= gen_length, every row takes every step, and a row's step
+      is the global one, block * steps_per_block + i;
+    - `forward_passes`: the number of model calls (a CFG step is one call on the doubled batch [cond; un]);
+    - `row_steps` [B]: each row's number of steps, those in which its current block still held a mask (Fast-dLLM's
+      NFE of the row alone, as its `generate` counts them for batch 1); at most `forward_passes`.
+    """
 
     sequences: Tensor
     commit_step: Tensor
+    forward_passes: int
+    row_steps: Tensor
 
 
 def num_transfer_tokens(masked_count: Tensor, steps: int) -> Tensor:
@@ -80,7 +107,7 @@ def generate(
     attention_mask: Tensor | None = None,
     *,
     gen_length: int,
-    steps: int,
+    steps: int | None = None,
     block_length: int,
     temperature: float = 0.0,
     cfg_scale: float = 0.0,
@@ -91,6 +118,8 @@ def generate(
     logits_eos_inf: bool = False,
     confidence_eos_eot_inf: bool = False,
     eot_id: int | None = None,
+    threshold: float | None = None,
+    cache: str | None = None,
     prompt_cache: bool = False,
     generator: Generator | None = None,
     return_history: bool = False,
@@ -99,10 +128,13 @@ def generate(
 
     Args:
         model: any callable `(input_ids [B, T], attention_mask=[B, T]) -> logits [B, T, V]` (or an output with
-            `.logits`); the mask is passed as the callable takes it (`sampling.common.mask_passing`).
+            `.logits`); the mask is passed as the callable takes it (`sampling.common.mask_passing`). A callable
+            with a `positions` keyword (`llada_lightning.models.Transformer`) gets per-row RoPE positions for a
+            padded batch (`common.padded_positions`), so a row's logits do not depend on its padding.
         prompt_ids: [B, P] (or [P]) token ids, left-padded when `attention_mask` is given.
         attention_mask: None or [B, P], 1 = real token; padding stays padding and is hidden from every query.
-        gen_length, steps, block_length: `gen_length % block_length == 0` and `steps % num_blocks == 0`.
+        gen_length, steps, block_length: `gen_length % block_length == 0` and `steps % num_blocks == 0`. `steps`
+            may be None only with `threshold`.
         temperature: 0 = greedy; > 0 = Gumbel-max sampling from softmax(logits / temperature).
         cfg_scale: unsupervised classifier-free guidance scale (0 = off, one forward per step).
         remasking: "low_confidence" (commit the most probable candidates) or "random".
@@ -122,64 +154,77 @@ def generate(
             `eos_id`.
         eot_id: the end-of-turn token (<|eot_id|>) that `confidence_eos_eot_inf` defers too; alone it changes
             nothing.
-        prompt_cache: Fast-dLLM's prefix cache: at the first step of each block one full forward fills a KV cache
-            whose first `P + block_start` positions (prompt + finished blocks) are then frozen; the other steps
-            of the block run only the current block and the tokens after it, attending to the frozen prefix.
-            Approximate for a bidirectional model (the prefix's keys/values do not see this block's new
-            tokens); the first step of each block is exact. Needs a model with `new_kv_cache()` and a `cache`
-            keyword (`llada_lightning.models.Transformer`); raises ValueError otherwise.
+        threshold: tau in (0, 1]: Fast-dLLM's confidence-aware parallel decoding (Wu et al. 2025, Sec. 3.3;
+            `get_transfer_index` in NVlabs/Fast-dLLM `llada/generate.py`): each step commits, within the current
+            block, every candidate whose confidence is >= tau, and always at least the most confident one; a block
+            is stepped until it is filled, so the number of steps (and forward passes) depends on the model.
+            `steps=None`: exactly that rule (at least one token per step, at most `block_length` steps per block);
+            with `steps`, each step commits at least the linear schedule's quota `n[b, i]`, so `steps /
+            num_blocks` is the most steps a block takes. Needs remasking="low_confidence".
+        cache: None (exact: every step runs the whole sequence), "prefix" or "dual" (Fast-dLLM's KV caches,
+            approximate for a bidirectional model; the first step of each block is one exact full forward that
+            fills the cache):
+            "prefix": the keys/values of the first `P + block_start` positions (prompt + finished blocks) are
+            frozen; the block's other steps run only the current block and the masked tokens after it;
+            "dual": the keys/values of every position are kept; the block's other steps run only the current
+            block (RoPE positions start..end-1), attending to the cached prefix, the block's own fresh
+            keys/values (which replace the cached ones) and the cached keys/values of the masked suffix.
+            Both are exact for a causal model (its cached keys never depend on later tokens and the window's
+            queries never see the suffix). Needs a model with `new_kv_cache()` and a `cache` keyword
+            (`llada_lightning.models.Transformer`); raises ValueError otherwise.
+        prompt_cache: True is the older spelling of cache="prefix" (with another `cache`: ValueError).
         generator: the source of all randomness (Gumbel noise, random remasking) for reproducible sampling.
-        return_history: also return the step at which each position was committed (`GenerationOutput`).
+        return_history: return a `GenerationOutput`: the sequences, the step at which each position was committed,
+            the number of forward passes and each row's number of steps.
+
+    Steps are counted per row: a row's step is a step in which its current block still held a mask. A row whose
+    block is complete waits unchanged while other rows finish theirs, so a row's tokens and history do not depend
+    on the rest of the batch (the whole batch goes on to the next block together).
 
     Returns:
-        [B, P + gen_length] token ids, or `GenerationOutput(sequences, commit_step)` with `return_history`.
+        [B, P + gen_length] token ids, or `GenerationOutput` with `return_history`.
     """
     prompt_ids, prompt_mask = check_prompt(prompt_ids, attention_mask)
     num_blocks, steps_per_block = _check_args(
-        gen_length, steps, block_length, temperature, cfg_scale, remasking, eos_id, fill_after_eos
+        gen_length, steps, block_length, temperature, cfg_scale, remasking, eos_id, fill_after_eos, threshold
     )
     if (logits_eos_inf or confidence_eos_eot_inf) and eos_id is None:
         flag = "logits_eos_inf" if logits_eos_inf else "confidence_eos_eot_inf"
         raise ValueError(f"{flag}=True needs eos_id")
-    if prompt_cache and not callable(getattr(model, "new_kv_cache", None)):
-        raise ValueError(
-            "prompt_cache=True needs a model with KV-cache support (a llada_lightning.models.Transformer: "
-            f"`new_kv_cache()` and a `cache=` keyword); got {type(model).__name__}"
-        )
+    cache_mode = _check_cache(model, cache, prompt_cache)
     batch, prompt_len = prompt_ids.shape
     device = prompt_ids.device
     x = torch.cat((prompt_ids, prompt_ids.new_full((batch, gen_length), mask_id)), dim=1)
-    full_mask = None
+    full_mask = positions = None
     if prompt_mask is not None:
         full_mask = torch.cat((prompt_mask, prompt_mask.new_ones(batch, gen_length)), dim=1)
+        if takes_positions(model):
+            positions = padded_positions(full_mask)
     # CFG's unconditional pass masks the real prompt tokens (padding stays padding)
     prompt_positions = torch.zeros_like(x, dtype=torch.bool)
     prompt_positions[:, :prompt_len] = True if prompt_mask is None else prompt_mask
+    inputs = _Inputs(model, full_mask, prompt_positions, positions, cfg_scale, mask_id, cache_mode)
     commit_step = torch.full_like(x, -1)
+    row_steps = torch.zeros(batch, dtype=torch.long, device=device)
+    forward_passes = 0
     eot = eot_id if confidence_eos_eot_inf else None
     deferred = torch.tensor([t for t in (eos_id, eot) if t is not None], dtype=torch.long, device=device)
 
     for block in range(num_blocks):
         start = prompt_len + block * block_length
         end = start + block_length
-        schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), steps_per_block)
-        cache = None
-        for i in range(steps_per_block):
+        schedule = None
+        if steps_per_block is not None:
+            schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), steps_per_block)
+        kv = None
+        i = 0
+        while steps_per_block is None or i < steps_per_block:
             candidates = x[:, start:end] == mask_id
-            if not candidates.any():
-                break  # the block is complete (possible with fill_after_eos): no model call
-            if prompt_cache and cache is not None:  # reuse the frozen prefix: run the block and what follows
-                mask = None if full_mask is None else full_mask[:, start:]
-                logits = guided_logits(
-                    model, x[:, start:], mask, prompt_positions[:, start:], cfg_scale, mask_id, cache
-                )[:, :block_length]
-            else:
-                if prompt_cache:
-                    cache = model.new_kv_cache()
-                logits = guided_logits(model, x, full_mask, prompt_positions, cfg_scale, mask_id, cache)
-                logits = logits[:, start:end]
-                if cache is not None:
-                    cache.crop(start).freeze()
+            active = candidates.any(dim=1)
+            if not active.any():
+                break  # the block is complete (threshold, fill_after_eos): no model call
+            logits, kv = inputs.block_logits(x, start, end, kv)
+            forward_passes += 1
             if logits_eos_inf or confidence_eos_eot_inf:
                 _check_token_ids(logits.shape[-1], eos_id, eot)
             if logits_eos_inf:  # generate.py: logits[:, :, eos] = -inf before add_gumbel_noise (softmax too)
@@ -198,25 +243,88 @@ def generate(
             if confidence_eos_eot_inf:  # generate.py's EOS/EoT confidence, applied before the ranking
                 confidence = confidence.masked_fill(torch.isin(x0, deferred), DEFERRED_CONFIDENCE)
             confidence = confidence.masked_fill(~candidates, float("-inf"))
-            commit = select_top(confidence, schedule[:, i]) & candidates
-            step = block * steps_per_block + i
+            quota = schedule[:, i] if schedule is not None else torch.zeros_like(row_steps)
+            if threshold is None:
+                commit = select_top(confidence, quota)
+            else:  # Fast-dLLM get_transfer_index: the top one (or the quota) and every confidence >= tau
+                commit = select_top(confidence, quota.clamp(min=1)) | (confidence >= threshold)
+            commit &= candidates
             x[:, start:end] = torch.where(commit, x0, x[:, start:end])
-            commit_step[:, start:end] = commit_step[:, start:end].masked_fill(commit, step)
+            commit_step[:, start:end] = torch.where(commit, row_steps[:, None], commit_step[:, start:end])
             if fill_after_eos:
-                _fill_after_eos(x, commit_step, prompt_len, eos_id, mask_id, step)
+                _fill_after_eos(x, commit_step, prompt_len, eos_id, mask_id, row_steps)
+            row_steps += active.long()
+            i += 1
 
-    return GenerationOutput(x, commit_step) if return_history else x
+    if return_history:
+        return GenerationOutput(x, commit_step, forward_passes, row_steps)
+    return x
 
 
-def _fill_after_eos(x: Tensor, commit_step: Tensor, prompt_len: int, eos_id: int, mask_id: int, step: int) -> None:
-    """In place: masked generated positions after a row's first committed EOS become EOS (committed at `step`)."""
+class _Inputs:
+    """What each step feeds the model, per cache mode: a full forward at a block's first step (filling the cache,
+    then cut to the prefix or windowed to the block), the cached forms afterwards (see `generate`'s `cache`)."""
+
+    def __init__(
+        self,
+        model: Model,
+        mask: Tensor | None,
+        prompt_positions: Tensor,
+        positions: Tensor | None,
+        cfg_scale: float,
+        mask_id: int,
+        cache_mode: str | None,
+    ) -> None:
+        self.model, self.mask, self.prompt_positions, self.positions = model, mask, prompt_positions, positions
+        self.cfg_scale, self.mask_id, self.cache_mode = cfg_scale, mask_id, cache_mode
+
+    def block_logits(self, x: Tensor, start: int, end: int, kv: Any) -> tuple[Tensor, Any]:
+        """(logits [B, end - start, V] of the block, the cache for the block's next steps: None without one)."""
+        if kv is None:  # no cache, or the block's first step: the whole sequence
+            kv = self.model.new_kv_cache() if self.cache_mode else None
+            logits = self._logits(x, slice(None), kv)[:, start:end]
+            if self.cache_mode == "prefix":  # Fast-dLLM generate_with_prefix_cache: keep [:block_start]
+                kv.crop(start).freeze()
+            elif self.cache_mode == "dual":  # Fast-dLLM generate_with_dual_cache: replace_position = the block
+                kv.set_window(start, end)
+            return logits, kv
+        stop = x.shape[1] if self.cache_mode == "prefix" else end
+        return self._logits(x, slice(start, stop), kv)[:, : end - start], kv
+
+    def _logits(self, x: Tensor, part: slice, kv: Any) -> Tensor:
+        mask = None if self.mask is None else self.mask[:, part]
+        positions = None if self.positions is None else self.positions[:, part]
+        return guided_logits(
+            self.model, x[:, part], mask, self.prompt_positions[:, part], self.cfg_scale, self.mask_id, kv, positions
+        )
+
+
+def _check_cache(model: Model, cache: str | None, prompt_cache: bool) -> str | None:
+    """The cache mode (None, "prefix" or "dual") from `cache` and its alias `prompt_cache`, or a ValueError."""
+    if cache is not None and cache not in CACHES:
+        raise ValueError(f"unknown cache {cache!r}; valid: {', '.join(CACHES)} (or None: no cache, exact)")
+    if prompt_cache and cache not in (None, "prefix"):
+        raise ValueError(f"prompt_cache=True means cache='prefix', but cache={cache!r} was given; pass only cache")
+    mode = "prefix" if prompt_cache else cache
+    if mode is not None and not callable(getattr(model, "new_kv_cache", None)):
+        given = "prompt_cache=True" if prompt_cache else f"cache={mode!r}"
+        raise ValueError(
+            f"{given} needs a model with KV-cache support (a llada_lightning.models.Transformer: "
+            f"`new_kv_cache()` and a `cache=` keyword); got {type(model).__name__}"
+        )
+    return mode
+
+
+def _fill_after_eos(x: Tensor, commit_step: Tensor, prompt_len: int, eos_id: int, mask_id: int, step: Tensor) -> None:
+    """In place: masked generated positions after a row's first committed EOS become EOS (committed at the row's
+    `step` [B])."""
     generated = x[:, prompt_len:]
     after_eos = (generated == eos_id).long().cumsum(dim=1) > 0
     after_eos[:, 1:] = after_eos[:, :-1].clone()
     after_eos[:, 0] = False
     fill = after_eos & (generated == mask_id)
     x[:, prompt_len:] = generated.masked_fill(fill, eos_id)
-    commit_step[:, prompt_len:] = commit_step[:, prompt_len:].masked_fill(fill, step)
+    commit_step[:, prompt_len:] = torch.where(fill, step[:, None], commit_step[:, prompt_len:])
 
 
 def _check_token_ids(vocab: int, eos_id: int | None, eot_id: int | None) -> None:
@@ -228,22 +336,31 @@ def _check_token_ids(vocab: int, eos_id: int | None, eot_id: int | None) -> None
 
 def _check_args(
     gen_length: int,
-    steps: int,
+    steps: int | None,
     block_length: int,
     temperature: float,
     cfg_scale: float,
     remasking: str,
     eos_id: int | None,
     fill_after_eos: bool,
-) -> tuple[int, int]:
-    """(num_blocks, steps_per_block), or a ValueError naming the offending numbers."""
-    for name, value in (("gen_length", gen_length), ("steps", steps), ("block_length", block_length)):
+    threshold: float | None,
+) -> tuple[int, int | None]:
+    """(num_blocks, steps_per_block or None), or a ValueError naming the offending argument."""
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold <= 1:
+            raise ValueError(f"threshold must be a number in (0, 1], got {threshold!r}")
+        if remasking != "low_confidence":
+            raise ValueError(f"threshold={threshold} needs remasking='low_confidence', got remasking={remasking!r}")
+    elif steps is None:
+        raise ValueError("steps is required (a positive integer) unless threshold is given")
+    checked = [("gen_length", gen_length), ("block_length", block_length)]
+    for name, value in checked + ([] if steps is None else [("steps", steps)]):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if gen_length % block_length:
         raise ValueError(f"gen_length={gen_length} must be divisible by block_length={block_length}")
     num_blocks = gen_length // block_length
-    if steps % num_blocks:
+    if steps is not None and steps % num_blocks:
         raise ValueError(
             f"steps={steps} must be divisible by the number of blocks "
             f"gen_length/block_length={gen_length}/{block_length}={num_blocks}"
@@ -255,4 +372,4 @@ def _check_args(
     check_cfg_scale(cfg_scale)
     if fill_after_eos and eos_id is None:
         raise ValueError("fill_after_eos=True needs eos_id")
-    return num_blocks, steps // num_blocks
+    return num_blocks, None if steps is None else steps // num_blocks
