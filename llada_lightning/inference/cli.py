@@ -59,6 +59,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         cfg_scale=args.cfg_scale or 0.0,
         remasking=args.remasking or "low_confidence",
         prompt_cache=bool(args.prompt_cache),
+        threshold=args.threshold,
+        cache=args.cache,
         top_k=args.top_k,
         top_p=args.top_p,
         logits_eos_inf=bool(args.logits_eos_inf),
@@ -132,10 +134,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="generate text from a trained run (LLaDA: reverse diffusion; ARM: left to right)",
         description="Print the prompt followed by the generated text (cut at the first end-of-text token). "
         "The sampler follows the run's objective: LLaDA runs take --steps/--block-length/--cfg-scale/--remasking/"
-        "--prompt-cache/--logits-eos-inf/--confidence-eos-eot-inf, ARM runs --top-k/--top-p; --gen-length (alias "
-        "--max-new-tokens), --temperature and --seed apply to both. With --chat (a run fine-tuned by `llada sft`) "
-        "the prompt is a user turn of the run's chat template and only the answer is printed; without --prompt, "
-        "each line of stdin is a user turn of one conversation (EOF or an empty line ends it).",
+        "--threshold/--cache/--prompt-cache/--logits-eos-inf/--confidence-eos-eot-inf, ARM runs --top-k/--top-p; "
+        "--gen-length (alias --max-new-tokens), --temperature and --seed apply to both. With --chat (a run "
+        "fine-tuned by `llada sft`) the prompt is a user turn of the run's chat template and only the answer is "
+        "printed; without --prompt, each line of stdin is a user turn of one conversation (EOF or an empty line "
+        "ends it).",
     )
     p.add_argument("run_dir", help="a run directory written by `llada train`")
     p.add_argument("--prompt", default=None, help="the text to continue (may be empty); required without --chat")
@@ -151,7 +154,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--gen-length", "--max-new-tokens", dest="gen_length", type=int, default=64, help="tokens to generate (64)"
     )
-    p.add_argument("--steps", type=int, default=None, help="LLaDA: denoising steps (default and maximum: --gen-length)")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="LLaDA: denoising steps (default and maximum: --gen-length; with --threshold: the most steps, "
+        "default: as many as the threshold needs)",
+    )
     p.add_argument(
         "--block-length",
         type=int,
@@ -162,10 +171,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cfg-scale", type=float, default=None, help="LLaDA: classifier-free guidance scale (0)")
     p.add_argument("--remasking", choices=["low_confidence", "random"], default=None, help="LLaDA (low_confidence)")
     p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        metavar="TAU",
+        help="LLaDA: Fast-dLLM parallel decoding: each step commits every token of the block at least TAU confident "
+        "(at least one; 0.9 in the paper), so fewer steps; --steps may be omitted",
+    )
+    p.add_argument(
+        "--cache",
+        choices=["prefix", "dual"],
+        default=None,
+        help="LLaDA: Fast-dLLM KV cache within a block: prefix (reuse the prompt's and finished blocks' keys/values) "
+        "or dual (also the masked suffix's; run only the block); approximate, faster",
+    )
+    p.add_argument(
         "--prompt-cache",
         action="store_true",
         default=None,
-        help="LLaDA: reuse the prompt's keys/values within a block (Fast-dLLM; approximate, faster)",
+        help="LLaDA: the same as --cache prefix",
     )
     p.add_argument(
         "--logits-eos-inf",

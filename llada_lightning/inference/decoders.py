@@ -33,10 +33,13 @@ DIFFUSION_OPTIONS = {
     "cfg_scale": "--cfg-scale",
     "remasking": "--remasking",
     "prompt_cache": "--prompt-cache",
+    "threshold": "--threshold",
+    "cache": "--cache",
     "logits_eos_inf": "--logits-eos-inf",
     "confidence_eos_eot_inf": "--confidence-eos-eot-inf",
 }
 AUTOREGRESSIVE_OPTIONS = {"top_k": "--top-k", "top_p": "--top-p"}
+CACHES = ("prefix", "dual")  # sampling.diffusion.CACHES (this module imports no torch)
 
 
 def default_block_length(gen_length: int) -> int:
@@ -59,6 +62,8 @@ class SamplingOptions:
     top_p: float | None = None
     logits_eos_inf: bool = False  # LLaDA generate.py: EOS is never sampled
     confidence_eos_eot_inf: bool = False  # LLaDA generate.py: EOS/<|eot_id|> candidates are committed last
+    threshold: float | None = None  # Fast-dLLM: commit every candidate with confidence >= threshold (steps optional)
+    cache: str | None = None  # Fast-dLLM KV cache: None (exact), "prefix" (= prompt_cache) or "dual"
 
 
 def request_generator(device: torch.device | str, seed: int, *texts: str) -> torch.Generator:
@@ -142,7 +147,13 @@ class DiffusionDecoder:
     cheap_greedy_check: ClassVar[bool] = False
 
     def check(self, options: SamplingOptions) -> None:
-        """LLaDA commits at least one token per step: steps <= gen_length (a multiple of the number of blocks)."""
+        """LLaDA commits at least one token per step: steps <= gen_length (a multiple of the number of blocks);
+        a threshold lies in (0, 1]; the cache is prefix or dual. (The sampler checks the rest.)"""
+        threshold, cache = options.threshold, options.cache
+        if threshold is not None and not 0 < threshold <= 1:
+            raise ConfigError(f"threshold={threshold} is not in (0, 1]; pass --threshold 0.9 (Fast-dLLM's value)")
+        if cache is not None and cache not in CACHES:
+            raise ConfigError(f"cache={cache!r} is not one of {', '.join(CACHES)}; pass --cache prefix or --cache dual")
         steps, gen_length = options.steps, options.gen_length
         # LLaDA generate.py get_num_transfer_tokens: masked // steps per step, so steps > tokens commits 0 on some
         if steps is None or steps <= gen_length:
@@ -170,17 +181,20 @@ class DiffusionDecoder:
         stop_at_eos: bool = True,
         eot_id: int | None = None,
     ) -> torch.Tensor:
-        """`sampling.generate` with steps (default gen_length) and block_length (default `default_block_length`);
+        """`sampling.generate` with steps (default gen_length; with a threshold, default None: Fast-dLLM's rule of at
+        least one token per step), block_length (default `default_block_length`), threshold and cache;
         `logits_eos_inf` / `confidence_eos_eot_inf` with `eos_id` and `eot_id` (the answer is cut by the caller,
         so `stop_at_eos` changes nothing here)."""
         from llada_lightning.sampling import generate
 
-        gen_length = options.gen_length
+        gen_length, steps = options.gen_length, options.steps
+        if steps is None and options.threshold is None:
+            steps = gen_length
         return generate(
             model,
             prompt,
             gen_length=gen_length,
-            steps=gen_length if options.steps is None else options.steps,
+            steps=steps,
             block_length=self._block_length(options),
             temperature=options.temperature,
             cfg_scale=options.cfg_scale,
@@ -190,6 +204,8 @@ class DiffusionDecoder:
             logits_eos_inf=options.logits_eos_inf,
             confidence_eos_eot_inf=options.confidence_eos_eot_inf,
             eot_id=eot_id,
+            threshold=options.threshold,
+            cache=options.cache,
             prompt_cache=options.prompt_cache,
             generator=generator,
         )

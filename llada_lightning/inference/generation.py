@@ -48,6 +48,8 @@ def generate_ids(
     cfg_scale: float = 0.0,
     remasking: str = "low_confidence",
     prompt_cache: bool = False,
+    threshold: float | None = None,
+    cache: str | None = None,
     top_k: int | None = None,
     top_p: float | None = None,
     logits_eos_inf: bool = False,
@@ -57,9 +59,11 @@ def generate_ids(
 ) -> list[int]:
     """The generated token ids after `prompt_ids` (cut before the first EOS when `stop_at_eos`).
 
-    LLaDA: `generate` with `steps` (default `gen_length`, at most `gen_length`), `block_length` (default
-    `default_block_length`) and generate.py's EOS options (`logits_eos_inf`: EOS is never sampled;
-    `confidence_eos_eot_inf`: EOS and the tokenizer's <|eot_id|>, when it has one, are committed last); ARM:
+    LLaDA: `generate` with `steps` (default `gen_length`, at most `gen_length`; with `threshold`, default None),
+    `block_length` (default `default_block_length`), Fast-dLLM's `threshold` (commit every token at least that
+    confident) and `cache` ("prefix", the same as `prompt_cache=True`, or "dual"), and generate.py's EOS options
+    (`logits_eos_inf`: EOS is never sampled; `confidence_eos_eot_inf`: EOS and the tokenizer's <|eot_id|>, when
+    it has one, are committed last); ARM:
     `generate_ar` with `max_new_tokens = gen_length`, `top_k`, `top_p` (each decoder ignores the other's options).
     `seed` seeds a private generator (None: torch's global RNG). Bad settings, and a prompt + `gen_length` beyond
     `model.max_seq_len`, raise ConfigError naming the numbers before any model call.
@@ -78,6 +82,8 @@ def generate_ids(
         top_p,
         logits_eos_inf=logits_eos_inf,
         confidence_eos_eot_inf=confidence_eos_eot_inf,
+        threshold=threshold,
+        cache=cache,
     )
     loaded.decoder.check(options)
     prompt_list = prompt_ids or [loaded.eos_id]

@@ -20,7 +20,9 @@ What each request type computes (the run's decoder, chosen from its objective, d
   training `data.seq_len`), the first conditioned on the end-of-text token. LLaDA: the sum of the windows' ELBO
   estimates (a lower bound); ARM: exact.
 - `generate_until(context, gen_kwargs)`: LLaDA `generate` with the model args `gen_length`, `steps`,
-  `block_length`, `remasking`, `cfg_scale` (LLaDA's own harness wrapper also ignores `max_gen_toks`); ARM
+  `block_length`, `remasking`, `cfg_scale`, and Fast-dLLM's `threshold` (e.g. 0.9; `steps` may then be omitted)
+  and `cache` (`prefix`, the same as `prompt_cache=true`, or `dual`) (LLaDA's own harness wrapper also ignores
+  `max_gen_toks`); ARM
   `generate_ar` with `max_gen_toks` (default `gen_length`), `top_k`, `top_p`. `temperature` / `do_sample` from
   gen_kwargs override the model arg. The context is left-truncated to `max_length` tokens and so that it and the
   generated tokens fit in `model.max_seq_len`. The text is cut at the end-of-text token and at the first `until`
@@ -101,6 +103,8 @@ class LLaDALightningLM(LM):
         block_length: int | None = None,
         remasking: str = "low_confidence",
         prompt_cache: bool = False,
+        threshold: float | None = None,
+        cache: str | None = None,
         temperature: float = 0.0,
         top_k: int | None = None,
         top_p: float | None = None,
@@ -126,12 +130,16 @@ class LLaDALightningLM(LM):
         self.block_length = _opt(block_length, int)
         self.remasking = str(remasking)
         self.prompt_cache = _opt(prompt_cache, bool)
+        self.threshold = _opt(threshold, float)
+        self.cache = _opt(cache, str)
         self.temperature = _opt(temperature, float)
         self.top_k = _opt(top_k, int)
         self.top_p = _opt(top_p, float)
         self.seed = _opt(seed, int)
         # the generation model args fail here, not at the first generate_until request
-        self.run.decoder.check(SamplingOptions(self.gen_length, self.steps, self.block_length))
+        self.run.decoder.check(
+            SamplingOptions(self.gen_length, self.steps, self.block_length, threshold=self.threshold, cache=self.cache)
+        )
 
     @property
     def tokenizer_name(self) -> str:
@@ -201,6 +209,8 @@ class LLaDALightningLM(LM):
                 cfg_scale=self.cfg_scale,
                 remasking=self.remasking,
                 prompt_cache=self.prompt_cache,
+                threshold=self.threshold,
+                cache=self.cache,
                 top_k=gen_kwargs.get("top_k", self.top_k),  # read by the ARM decoder only
                 top_p=gen_kwargs.get("top_p", self.top_p),
                 seed=request_generator(self.run, self.seed, context).initial_seed(),

@@ -1,6 +1,6 @@
 """Sampling: LLaDA's reverse process (`generate`) and left-to-right ARM decoding with a KV cache (`generate_ar`).
 
-Both take any callable returning logits (see `common.call_model`); the prompt cache of `generate` and the KV
+Both take any callable returning logits (see `common.call_model`); the KV caches of `generate` (`cache=`) and the KV
 cache of `generate_ar` need `llada_lightning.models.Transformer`.
 """
 

@@ -179,7 +179,8 @@ def generate(
 
     Steps are counted per row: a row's step is a step in which its current block still held a mask. A row whose
     block is complete waits unchanged while other rows finish theirs, so a row's tokens and history do not depend
-    on the rest of the batch (the whole batch goes on to the next block together).
+    on the rest of the batch (the whole batch goes on to the next block together), except through the random
+    draws (temperature > 0, random remasking), which one generator makes for the whole batch.
 
     Returns:
         [B, P + gen_length] token ids, or `GenerationOutput` with `return_history`.

@@ -54,6 +54,33 @@ def test_diffusion_steps_must_not_exceed_gen_length():
     AutoregressiveDecoder().check(SamplingOptions(gen_length=4, steps=100))  # the ARM ignores steps
 
 
+def test_diffusion_threshold_and_cache_are_checked():
+    decoder = DiffusionDecoder(7)
+    decoder.check(SamplingOptions(gen_length=16, threshold=0.9, cache="dual"))
+    decoder.check(SamplingOptions(gen_length=16, threshold=1.0, cache="prefix"))
+    for threshold in (0.0, 1.5, -0.1):
+        with pytest.raises(ConfigError, match=rf"^threshold={threshold} is not in \(0, 1\]; pass --threshold 0.9"):
+            decoder.check(SamplingOptions(gen_length=16, threshold=threshold))
+    with pytest.raises(ConfigError, match=r"^cache='full' is not one of prefix, dual; pass --cache prefix"):
+        decoder.check(SamplingOptions(gen_length=16, cache="full"))
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (dict(), dict(steps=16, threshold=None, cache=None, prompt_cache=False)),
+        (dict(threshold=0.9), dict(steps=None, threshold=0.9, cache=None)),  # Fast-dLLM's rule: steps as needed
+        (dict(threshold=0.9, steps=8, cache="dual"), dict(steps=8, threshold=0.9, cache="dual")),
+        (dict(prompt_cache=True), dict(steps=16, cache=None, prompt_cache=True)),
+    ],
+)
+def test_diffusion_decoder_passes_threshold_and_cache(monkeypatch, options, expected):
+    seen = {}
+    monkeypatch.setattr("llada_lightning.sampling.generate", lambda model, prompt, **kwargs: seen.update(kwargs))
+    DiffusionDecoder(7).generate(None, None, SamplingOptions(gen_length=16, **options), eos_id=None, generator=None)
+    assert {key: seen[key] for key in expected} == expected
+
+
 def test_only_the_diffusion_likelihood_draws_from_a_request_generator():
     gen = DiffusionDecoder(7).likelihood_generator("cpu", 3, "context", "choice")
     assert gen is not None and gen.initial_seed() == request_generator("cpu", 3, "context", "choice").initial_seed()

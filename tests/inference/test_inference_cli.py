@@ -34,6 +34,24 @@ def test_llada_sample_greedy_matches_the_sampler(capsys, llada_run, llada_run_di
     assert text == PROMPT + llada_run.decode(new)
 
 
+@pytest.mark.parametrize(
+    "flags", [["--threshold", "0.9"], ["--threshold", "0.9", "--cache", "dual"], ["--cache", "prefix"]]
+)
+def test_llada_sample_threshold_and_cache_match_the_sampler(capsys, llada_run, llada_run_dir, flags):
+    args = ["sample", llada_run_dir, "--prompt", PROMPT, "--gen-length", 16, "--block-length", 8, "--no-stop-at-eos"]
+    code, out, _ = _run(capsys, *args, *flags)
+    assert code == 0
+    options = dict(zip((f.removeprefix("--") for f in flags[::2]), flags[1::2], strict=True))
+    threshold = float(options["threshold"]) if "threshold" in options else None
+    steps = None if threshold else 16  # --steps may be omitted with --threshold
+    ids = torch.tensor([llada_run.encode(PROMPT)])
+    seq = generate(llada_run.model, ids, gen_length=16, steps=steps, block_length=8, mask_id=llada_run.mask_id,
+                   threshold=threshold, cache=options.get("cache"))  # fmt: skip
+    assert out.removesuffix("\n") == PROMPT + llada_run.decode(seq[0, ids.shape[1] :].tolist())
+    if flags == ["--cache", "prefix"]:
+        assert _run(capsys, *args, "--prompt-cache")[1] == out  # the older spelling
+
+
 def test_llada_sample_is_reproducible_per_seed(capsys, llada_run_dir):
     args = ["sample", llada_run_dir, "--prompt", PROMPT, "--gen-length", 16, "--steps", 8, "--temperature", 1.0]
     args += ["--no-stop-at-eos", "--completion-only", "--remasking", "random"]
@@ -67,6 +85,10 @@ def test_empty_prompt_starts_a_document(capsys, arm_run_dir):
     [
         ("llada", ["--top-k", "5"], "--top-k does not apply .*a LLaDA run"),
         ("arm", ["--steps", "4", "--prompt-cache"], "--steps --prompt-cache does not apply .*an ARM run"),
+        ("arm", ["--threshold", "0.9", "--cache", "dual"], "--threshold --cache does not apply .*an ARM run"),
+        ("llada", ["--threshold", "1.5"], r"threshold=1.5 is not in \(0, 1\]; pass --threshold 0.9"),
+        ("llada", ["--threshold", "0.9", "--remasking", "random"], "threshold=0.9 needs remasking='low_confidence'"),
+        ("llada", ["--prompt-cache", "--cache", "dual"], "prompt_cache=True means cache='prefix', but cache='dual'"),
         ("llada", ["--gen-length", "30", "--block-length", "7"], "divisible by block_length=7"),
         ("arm", ["--gen-length", "0"], "gen_length=0"),
         (

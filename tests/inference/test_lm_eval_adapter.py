@@ -144,6 +144,23 @@ def test_llada_steps_beyond_gen_length_fail_at_construction(llada_run_dir):
         LLaDALightningLM.create_from_arg_string(f"run_dir={llada_run_dir},gen_length=8,steps=16")
 
 
+def test_llada_threshold_and_cache_model_args(llada_run_dir, llada_run):
+    lm = LLaDALightningLM.create_from_arg_string(
+        f"run_dir={llada_run_dir},gen_length=8,block_length=4,threshold=0.9,cache=dual"
+    )
+    assert lm.threshold == 0.9 and lm.cache == "dual" and lm.steps is None
+    (text,) = lm.generate_until(_requests("generate_until", [(PROMPT, {"until": []})]))
+    prompt = torch.tensor([llada_run.encode(PROMPT)])
+    seq = generate(llada_run.model, prompt, gen_length=8, block_length=4, mask_id=llada_run.mask_id, threshold=0.9,
+                   cache="dual")  # fmt: skip
+    new = seq[0, prompt.shape[1] :].tolist()
+    assert text == llada_run.decode(new[: new.index(llada_run.eos_id)] if llada_run.eos_id in new else new)
+    with pytest.raises(ConfigError, match=r"threshold=2.0 is not in \(0, 1\]"):
+        LLaDALightningLM.create_from_arg_string(f"run_dir={llada_run_dir},gen_length=8,threshold=2")
+    with pytest.raises(ConfigError, match=r"cache='full' is not one of prefix, dual"):
+        LLaDALightningLM.create_from_arg_string(f"run_dir={llada_run_dir},gen_length=8,cache=full")
+
+
 def test_generation_context_leaves_room_for_the_generated_tokens():
     prompt = list(range(100))
     assert fit_generation_context(prompt, 32, 500) == prompt[-32:]  # max_length binds
