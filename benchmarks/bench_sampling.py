@@ -1,31 +1,54 @@
-"""Sampler and likelihood throughput, and the prompt cache's speed-up and quality cost, on a tiny CPU model.
+"""Fast-dLLM decoding on a tiny trained LLaDA: forward passes, speed and quality of each mode, plus sampler and
+likelihood throughput.
 
-    python benchmarks/bench_sampling.py            # ~1-2 minutes on 2 CPU cores
-    python benchmarks/bench_sampling.py --quick    # a smoke run
+    python benchmarks/bench_sampling.py            # ~3-4 minutes on 2 CPU cores
+    python benchmarks/bench_sampling.py --quick    # a smoke run (seconds)
 
-A small bidirectional Transformer is first trained for a few hundred steps (LLaDA's loss) on a synthetic
-task: periodic sequences (a random pattern of 2 to 8 tokens, repeated), so its predictions are confident and
-checkable (`acc` = fraction of generated tokens equal to the true continuation). The exact sampler and the
-prompt-cached one (Fast-dLLM prefix cache, `generate(..., prompt_cache=True)`) then run on the same prompts,
-greedily; `diff` is the fraction of generated tokens on which they disagree; `work` is the ratio of token
-positions run through the model (exact / cached), a speed-up that does not depend on the machine's load.
-Times are the best of a few interleaved repeats (other processes may share the CPU).
+A small bidirectional Transformer is first trained with the package's LLaDA objective (`LLaDAObjective`, linear
+schedule) on a synthetic task: periodic sequences (a random pattern of 2 to 8 tokens, repeated), at the lengths
+decoded below. Then, for each generation length (block 32, greedy, a batch of prompts of 64 tokens), five modes
+decode the same prompts (`llada_lightning.sampling.generate`):
+
+    exact           steps = gen_length (one token per step), no cache
+    prefix          the same steps, cache="prefix" (Fast-dLLM prefix cache)
+    dual            the same steps, cache="dual" (Fast-dLLM dual cache)
+    tau 0.9         threshold=0.9, steps=None (Fast-dLLM parallel decoding), no cache
+    tau 0.9 + dual  threshold=0.9 and cache="dual" (Fast-dLLM's fastest setting)
+
+Columns: `passes` = model calls for the batch (`GenerationOutput.forward_passes`); `steps/row` = the mean over rows
+of each row's own steps (`row_steps`: what a batch of one would take); `s` = median seconds of the interleaved
+repeats (the modes alternate within each repeat, so load from other processes spreads over all of them);
+`tok/s` = generated tokens per second; `speed-up` = exact's median time over the mode's; `agree` = fraction of
+generated tokens equal to exact decoding's; `loglik/tok` = the model's own log-likelihood of the generated answer
+given its prompt, per token (`likelihood.log_likelihood`, a Monte Carlo lower bound, the same draws for every mode);
+`acc` = fraction of generated tokens equal to the true periodic continuation.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 from llada_lightning.config import ModelConfig
+from llada_lightning.config.schema import ObjectiveConfig
 from llada_lightning.likelihood import ar_log_likelihood, log_likelihood
 from llada_lightning.models import build_model
+from llada_lightning.objectives.llada import LLaDAObjective
 from llada_lightning.sampling import generate, generate_ar
 
-CONFIG = ModelConfig(n_layers=2, n_heads=4, n_kv_heads=4, d_model=128, d_ff=384, vocab_size=64, max_seq_len=256)
+CONFIG = ModelConfig(n_layers=2, n_heads=4, n_kv_heads=4, d_model=128, d_ff=384, vocab_size=64, max_seq_len=512)
+PROMPT_LEN, BLOCK = 64, 32
+MODES: dict[str, dict] = {
+    "exact": dict(),
+    "prefix": dict(cache="prefix"),
+    "dual": dict(cache="dual"),
+    "tau 0.9": dict(threshold=0.9),
+    "tau 0.9 + dual": dict(threshold=0.9, cache="dual"),
+}
 
 
 def periodic(batch: int, length: int, vocab: int, generator: torch.Generator) -> torch.Tensor:
@@ -35,33 +58,16 @@ def periodic(batch: int, length: int, vocab: int, generator: torch.Generator) ->
     return pattern.gather(1, torch.arange(length).expand(batch, -1) % period)
 
 
-class Counting(torch.nn.Module):
-    """Wraps a Transformer and counts the token positions it processes."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model, self.positions = model, 0
-
-    def new_kv_cache(self):
-        return self.model.new_kv_cache()
-
-    def forward(self, input_ids, attention_mask=None, cache=None):
-        self.positions += input_ids.numel()
-        return self.model(input_ids, attention_mask, cache=cache)
-
-
-def train(model: torch.nn.Module, steps: int, seq_len: int, generator: torch.Generator) -> float:
-    """LLaDA pretraining loss: t ~ U[0,1), p = (1 - eps) t + eps, sum of masked CE / p over all B*T tokens."""
+def train(model: torch.nn.Module, steps: int, lengths: list[int], generator: torch.Generator) -> float:
+    """`steps` AdamW steps of LLaDA's pretraining loss (the package's objective), each batch at a length drawn
+    from `lengths`; returns the last loss."""
+    objective = LLaDAObjective(ObjectiveConfig(), CONFIG.mask_id)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     model.train()
     loss = torch.tensor(float("nan"))
     for _ in range(steps):
-        x0 = periodic(32, seq_len, CONFIG.vocab_size, generator)
-        p = (1 - 1e-3) * torch.rand(32, 1, generator=generator) + 1e-3
-        masked = torch.rand(x0.shape, generator=generator) < p
-        logits = model(x0.masked_fill(masked, CONFIG.mask_id))
-        ce = F.cross_entropy(logits.flatten(0, 1), x0.flatten(), reduction="none").view_as(x0)
-        loss = (ce * masked / p).sum() / x0.numel()
+        length = lengths[int(torch.randint(len(lengths), (), generator=generator))]
+        loss = objective.training_loss(model, periodic(32, length, CONFIG.vocab_size, generator), generator)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -69,100 +75,136 @@ def train(model: torch.nn.Module, steps: int, seq_len: int, generator: torch.Gen
     return loss.item()
 
 
-def timed(*fns, repeats: int = 3):
-    """(outputs, best seconds) of each function, after a warm-up, with the repeats interleaved."""
-    outs = [fn() for fn in fns]
-    best = [float("inf")] * len(fns)
+def interleaved_medians(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median seconds of each function over `repeats` rounds, each round running every function once in turn."""
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(repeats):
         for i, fn in enumerate(fns):
             start = time.perf_counter()
             fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return outs, best
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def per_token_loglik(model, prompts: torch.Tensor, answers: torch.Tensor, mc_num: int) -> float:
+    """Mean over rows of log p(answer | prompt) / answer length (Monte Carlo bound; draws seeded per row)."""
+    values = []
+    for i, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        gen = torch.Generator().manual_seed(1000 + i)  # common random numbers: every mode gets the same masks
+        ll = log_likelihood(model, prompt, answer, mask_id=CONFIG.mask_id, mc_num=mc_num, batch_size=32, generator=gen)
+        values.append(float(ll) / answer.numel())
+    return sum(values) / len(values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fewer training steps and settings (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="few training steps, one length, one repeat (smoke)")
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds per length (after one untimed run)")
+    parser.add_argument("--batch", type=int, default=8, help="prompts decoded together")
+    parser.add_argument("--mc-num", type=int, default=32, help="Monte Carlo draws of each likelihood")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadier on a shared CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    gen_lengths = [64] if args.quick else [64, 128, 256]
+    train_steps, repeats, mc_num = (30, 1, 8) if args.quick else (args.train_steps, args.repeats, args.mc_num)
+    batch = 4 if args.quick else args.batch
+
     g = torch.Generator().manual_seed(0)
-    prompt_len, gen_length, batch = 64, 64, 8
     torch.manual_seed(0)
     model = build_model(CONFIG)
     t0 = time.perf_counter()
-    final_loss = train(model, 40 if args.quick else args.train_steps, prompt_len + gen_length, g)
+    final_loss = train(model, train_steps, [PROMPT_LEN + n for n in gen_lengths], g)
     n_params = sum(p.numel() for p in model.parameters()) / 1e6
-    print(f"model: {n_params:.2f}M params, trained to loss {final_loss:.3f} in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"model: {n_params:.2f}M params ({CONFIG.n_layers} layers, d={CONFIG.d_model}), {train_steps} steps of the "
+        f"LLaDA loss, last loss {final_loss:.3f}, {time.perf_counter() - t0:.0f} s; {torch.get_num_threads()} thread(s)"
+    )
+    print(f"greedy, low_confidence, batch {batch}, prompt {PROMPT_LEN}, block {BLOCK}, {repeats} timed repeat(s)\n")
 
-    data = periodic(batch, prompt_len + gen_length, CONFIG.vocab_size, g)
-    prompts, truth = data[:, :prompt_len], data[:, prompt_len:]
-    mask_id = CONFIG.mask_id
-    counting = Counting(model)
+    header = ("gen", "mode", "passes", "steps/row", "s", "tok/s", "speed-up", "agree", "loglik/tok", "acc")
+    line = "{:>4} {:<15} {:>6} {:>9} {:>7} {:>7} {:>8} {:>7} {:>10} {:>6}"
+    print(line.format(*header))
+    for gen_length in gen_lengths:
+        data = periodic(batch, PROMPT_LEN + gen_length, CONFIG.vocab_size, g)
+        prompts, truth = data[:, :PROMPT_LEN], data[:, PROMPT_LEN:]
 
-    def run(block_length: int, steps: int, cache: bool) -> torch.Tensor:
-        kwargs = dict(gen_length=gen_length, steps=steps, block_length=block_length, mask_id=mask_id)
-        return generate(counting, prompts, prompt_cache=cache, **kwargs)[:, prompt_len:]
+        def run(options: dict, n: int = gen_length, x: torch.Tensor = prompts):
+            steps = None if "threshold" in options else n
+            kwargs = dict(gen_length=n, steps=steps, block_length=BLOCK, mask_id=CONFIG.mask_id, return_history=True)
+            return generate(model, x, **kwargs, **options)
 
-    print(f"\nprompt cache: greedy, low_confidence, batch {batch}, prompt {prompt_len}, gen {gen_length}")
-    header = ("block", "steps", "exact s", "cached s", "speed-up", "work", "diff", "acc exact", "acc cached")
-    print("{:>6} {:>6} {:>8} {:>9} {:>9} {:>6} {:>6} {:>10} {:>11}".format(*header))
-    settings = [(64, 64), (16, 64)] if args.quick else [(64, 64), (32, 64), (16, 64), (8, 64), (16, 16)]
-    timings = []
-    for block_length, steps in settings:
-        work = []
-        for cache in (False, True):
-            counting.positions = 0
-            run(block_length, steps, cache)
-            work.append(counting.positions)
-        (exact, cached), (t_exact, t_cached) = timed(
-            lambda b=block_length, s=steps: run(b, s, False), lambda b=block_length, s=steps: run(b, s, True)
-        )
-        diff = (exact != cached).float().mean().item()
-        acc_e, acc_c = (exact == truth).float().mean().item(), (cached == truth).float().mean().item()
-        timings.append((block_length, steps, t_exact, t_cached))
-        print(
-            f"{block_length:>6} {steps:>6} {t_exact:>8.3f} {t_cached:>9.3f} {t_exact / t_cached:>8.2f}x "
-            f"{work[0] / work[1]:>5.2f}x {diff:>6.1%} {acc_e:>10.1%} {acc_c:>11.1%}"
-        )
+        outs = {name: run(options) for name, options in MODES.items()}  # untimed: warm-up, outputs, counts
+        fns = [lambda o=options: run(o) for options in MODES.values()]
+        seconds = dict(zip(MODES, interleaved_medians(fns, repeats), strict=True))
+        exact = outs["exact"].sequences[:, PROMPT_LEN:]
+        for name, out in outs.items():
+            answer = out.sequences[:, PROMPT_LEN:]
+            loglik = per_token_loglik(model, prompts, answer, mc_num)
+            print(
+                line.format(
+                    gen_length,
+                    name,
+                    out.forward_passes,
+                    f"{out.row_steps.float().mean().item():.1f}",
+                    f"{seconds[name]:.3f}",
+                    f"{batch * gen_length / seconds[name]:.0f}",
+                    f"{seconds['exact'] / seconds[name]:.2f}x",
+                    f"{(answer == exact).float().mean().item():.1%}",
+                    f"{loglik:.4f}",
+                    f"{(answer == truth).float().mean().item():.1%}",
+                )
+            )
 
-    print("\nthroughput (best of 3)")
-    print(f"{'what':<50} {'seconds':>8} {'tokens/s':>9} {'seqs/s':>8}")
+    other_throughput(model, batch, mc_num, repeats, g)
 
-    def report(what: str, seconds: float, tokens: int, seqs: int) -> None:
-        print(f"{what:<50} {seconds:>8.3f} {tokens / seconds:>9.0f} {seqs / seconds:>8.2f}")
 
-    n_tokens = batch * gen_length
-    for block_length, steps, t_exact, t_cached in timings:
-        report(f"generate, block {block_length}, {steps} steps", t_exact, n_tokens, batch)
-        report(f"generate, block {block_length}, {steps} steps, prompt_cache", t_cached, n_tokens, batch)
-    kwargs = dict(gen_length=gen_length, steps=16, block_length=16, mask_id=mask_id, generator=g)
-    _, (t,) = timed(lambda: generate(model, prompts, temperature=1.0, cfg_scale=1.0, **kwargs))
-    report("generate, block 16, 16 steps, T=1, cfg 1.0", t, n_tokens, batch)
-
-    answer_len = 16
-    examples = [(data[i, :prompt_len], data[i, prompt_len : prompt_len + answer_len]) for i in range(batch)]
-    for mc_num in [32] if args.quick else [32, 128]:
-        _, (t,) = timed(
-            lambda m=mc_num: [
-                log_likelihood(model, p, a, mask_id=mask_id, mc_num=m, batch_size=32, generator=g) for p, a in examples
-            ]
-        )
-        report(f"log_likelihood discrete, mc_num {mc_num}, answer {answer_len}", t, batch * answer_len, batch)
-
+def other_throughput(model, batch: int, mc_num: int, repeats: int, g: torch.Generator) -> None:
+    """The sampler with sampling and CFG, the likelihood estimators and ARM decoding (tokens/s only)."""
+    gen_length, answer_len = 64, 16
+    data = periodic(batch, PROMPT_LEN + gen_length, CONFIG.vocab_size, g)
+    prompts = data[:, :PROMPT_LEN]
+    examples = [(data[i, :PROMPT_LEN], data[i, PROMPT_LEN : PROMPT_LEN + answer_len]) for i in range(batch)]
     torch.manual_seed(0)
     arm = build_model(CONFIG, causal=True).eval()  # random init: speed only
-    _, (t_on, t_off) = timed(
-        lambda: generate_ar(arm, prompts, max_new_tokens=gen_length, temperature=0.0, use_cache=True),
-        lambda: generate_ar(arm, prompts, max_new_tokens=gen_length, temperature=0.0, use_cache=False),
-    )
-    report("generate_ar greedy, KV cache on", t_on, n_tokens, batch)
-    report("generate_ar greedy, KV cache off", t_off, n_tokens, batch)
-    _, (t,) = timed(lambda: [ar_log_likelihood(arm, data[i, :prompt_len], data[i, prompt_len:]) for i in range(batch)])
-    report(f"ar_log_likelihood (exact), answer {gen_length}", t, n_tokens, batch)
-    print("\ntokens/s: generated (or scored answer) tokens per second; seqs/s: sequences (examples) per second")
+    kwargs = dict(gen_length=gen_length, steps=16, block_length=16, mask_id=CONFIG.mask_id, generator=g)
+    rows = [
+        (
+            "generate, block 16, 16 steps, T=1, cfg 1.0",
+            batch * gen_length,
+            lambda: generate(model, prompts, temperature=1.0, cfg_scale=1.0, **kwargs),
+        ),
+        (
+            f"log_likelihood discrete, mc_num {mc_num}, answer {answer_len}",
+            batch * answer_len,
+            lambda: [
+                log_likelihood(model, p, a, mask_id=CONFIG.mask_id, mc_num=mc_num, batch_size=32, generator=g)
+                for p, a in examples
+            ],
+        ),
+        (
+            "generate_ar greedy, KV cache on",
+            batch * gen_length,
+            lambda: generate_ar(arm, prompts, max_new_tokens=gen_length, temperature=0.0, use_cache=True),
+        ),
+        (
+            "generate_ar greedy, KV cache off",
+            batch * gen_length,
+            lambda: generate_ar(arm, prompts, max_new_tokens=gen_length, temperature=0.0, use_cache=False),
+        ),
+        (
+            f"ar_log_likelihood (exact), answer {gen_length}",
+            batch * gen_length,
+            lambda: [ar_log_likelihood(arm, data[i, :PROMPT_LEN], data[i, PROMPT_LEN:]) for i in range(batch)],
+        ),
+    ]
+    for _, _, fn in rows:
+        fn()  # warm-up
+    seconds = interleaved_medians([fn for _, _, fn in rows], repeats)
+    print(f"\nother throughput (batch {batch}, median of {repeats}; tokens = generated or scored answer tokens)")
+    print(f"{'what':<50} {'seconds':>8} {'tokens/s':>9}")
+    for (what, tokens, _), s in zip(rows, seconds, strict=True):
+        print(f"{what:<50} {s:>8.3f} {tokens / s:>9.0f}")
 
 
 if __name__ == "__main__":
