@@ -36,6 +36,9 @@ class ModelConfig:
     # init_std / sqrt(2 n_layers)) | smdm (SMDM lit_gpt `_init_weights`) | llada (OLMo "mitchell", LLaDA-8B)
     init: str = "gpt2"
     init_std: float = 0.02  # init=gpt2 only; smdm and llada derive every std from d_model, d_ff and n_layers
+    # dtype the RoPE cos/sin tables are rounded to before use (always applied in float32): float32, or bfloat16
+    # for SMDM's checkpoints (SMDM lit_gpt/diffmodel.py builds its tables in bfloat16)
+    rope_table_dtype: str = "float32"
 
     @property
     def head_dim(self) -> int:

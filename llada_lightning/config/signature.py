@@ -26,6 +26,7 @@ NON_RESULT_KEYS = (
 ADDED_KEYS: dict[str, Any] = {
     "data.unique_tokens": None,
     "objective.sft_normalization": "sample",
+    "model.rope_table_dtype": "float32",
 }
 # Whole groups added later: left out of the signature while every key holds its default.
 ADDED_GROUPS = ("sft",)

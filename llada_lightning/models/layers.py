@@ -24,17 +24,27 @@ class RMSNorm(nn.Module):
         return xf.type_as(x) * self.weight
 
 
-def rope_cos_sin(seq_len: int, head_dim: int, theta: float, device: torch.device) -> tuple[Tensor, Tensor]:
+ROPE_TABLE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def rope_cos_sin(
+    seq_len: int, head_dim: int, theta: float, device: torch.device, table_dtype: str = "float32"
+) -> tuple[Tensor, Tensor]:
     """cos and sin tables [seq_len, head_dim] for positions 0..seq_len-1, in float32.
 
     Frequencies `theta^(-2i/head_dim)` (Su et al. 2021), duplicated into both halves of the head as in
     LLaMA / Hugging Face's rotate-half layout. Computed per call (cheap), so no buffer has to survive
-    building on the meta device.
+    building on the meta device. `table_dtype` other than float32 rounds the tables to it (still returned in
+    float32): SMDM's models were trained with bfloat16 tables (SMDM lit_gpt/diffmodel.py `build_rope_cache`).
     """
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim)
     angles = torch.arange(seq_len, device=device, dtype=torch.float32)[:, None] * inv_freq[None, :]
     angles = torch.cat((angles, angles), dim=-1)
-    return angles.cos(), angles.sin()
+    cos, sin = angles.cos(), angles.sin()
+    if table_dtype != "float32":
+        rounded = getattr(torch, table_dtype)
+        cos, sin = cos.to(rounded).float(), sin.to(rounded).float()
+    return cos, sin
 
 
 def rotate_half(x: Tensor) -> Tensor:

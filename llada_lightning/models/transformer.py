@@ -29,7 +29,7 @@ from llada_lightning.models.attention import (
     check_backend,
 )
 from llada_lightning.models.initialization import check_init, init_weights
-from llada_lightning.models.layers import RMSNorm, SwiGLU, rope_cos_sin
+from llada_lightning.models.layers import ROPE_TABLE_DTYPES, RMSNorm, SwiGLU, rope_cos_sin
 
 
 class Block(nn.Module):
@@ -100,13 +100,13 @@ class Transformer(nn.Module):
         """
         t = input_ids.shape[1]
         x = self.embed(input_ids)
-        head_dim, theta = self.config.head_dim, self.config.rope_theta
+        head_dim, theta, table = self.config.head_dim, self.config.rope_theta, self.config.rope_table_dtype
         first = 0 if cache is None else cache.start
         if positions is not None:
-            cos, sin = rope_cos_sin(int(positions.max()) + 1, head_dim, theta, x.device)
+            cos, sin = rope_cos_sin(int(positions.max()) + 1, head_dim, theta, x.device, table)
             cos, sin = cos[positions], sin[positions]
         else:
-            cos, sin = rope_cos_sin(first + t, head_dim, theta, x.device)
+            cos, sin = rope_cos_sin(first + t, head_dim, theta, x.device, table)
             cos, sin = cos[first:], sin[first:]
         if cache is None:
             mask = None if attention_mask is None else attention_mask_4d(attention_mask, self.causal)
@@ -169,3 +169,5 @@ def _validate(config: ModelConfig) -> None:
         raise ValueError(f"head_dim={config.head_dim} must be even for RoPE")
     if config.n_heads % config.n_kv_heads:
         raise ValueError(f"n_kv_heads={config.n_kv_heads} must divide n_heads={config.n_heads}")
+    if config.rope_table_dtype not in ROPE_TABLE_DTYPES:
+        raise ValueError(f"rope_table_dtype={config.rope_table_dtype!r}; choose one of {', '.join(ROPE_TABLE_DTYPES)}")
