@@ -11,11 +11,21 @@ from pathlib import Path
 from typing import Any
 
 
+def umask() -> int:
+    """The process umask (POSIX has no read-only query: set and restore)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def file_mode() -> int:
     """The mode `open()` would give a new file: 0o666 masked by the process umask."""
-    mask = os.umask(0o022)  # POSIX has no read-only umask query: set and restore
-    os.umask(mask)
-    return 0o666 & ~mask
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """The mode `mkdir` would give a new directory: 0o777 masked by the process umask."""
+    return 0o777 & ~umask()
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
@@ -25,8 +35,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        os.chmod(tmp, file_mode())  # mkstemp creates 0600 whatever the umask
         write(tmp)
+        os.chmod(tmp, file_mode())  # mkstemp creates 0600 whatever the umask (and `write` may recreate the file)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
