@@ -1,4 +1,5 @@
-"""The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, experiment, sample, eval."""
+"""The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, experiment, sample, eval,
+export."""
 
 from __future__ import annotations
 
@@ -202,10 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sweep)
     from llada_lightning.experiments.cli import register as register_experiment
     from llada_lightning.inference.cli import register as register_inference
+    from llada_lightning.interop.cli import register as register_export
     from llada_lightning.scaling.cli import register as register_scaling
     from llada_lightning.study.cli import register_study
 
     register_inference(sub)
+    register_export(sub)
     register_scaling(sub)
     register_study(sub)
     register_experiment(sub)

@@ -45,7 +45,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "(or pip install 'lm-eval>=0.4')"
     ) from exc
 
-from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.inference.decoders import SamplingOptions
 from llada_lightning.inference.generation import generate_ids
@@ -143,7 +142,7 @@ class LLaDALightningLM(LM):
 
     @property
     def tokenizer_name(self) -> str:
-        return str(rundir.tokenizer_path(self.run.run_dir))
+        return str(self.run.tokenizer_path)
 
     # -- scoring ---------------------------------------------------------------------------------------------
     def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:

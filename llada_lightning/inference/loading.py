@@ -1,8 +1,10 @@
-"""Load a finished (or checkpointed) run directory for inference: config, weights, tokenizer.
+"""Load a finished (or checkpointed) run directory, or a Hugging Face model directory, for inference.
 
 A run directory written by `llada train` holds `config.yaml` (the resolved RunConfig),
 `checkpoints/last.ckpt` (a Lightning checkpoint whose `state_dict` keys are `model.<backbone key>`) and
-`tokenizer.json` (copied in when training finishes). Every problem is a `ConfigError` naming the file and the fix.
+`tokenizer.json` (copied in when training finishes). A Hugging Face directory (config.json + weights +
+tokenizer.json: LLaDA's format, Llama's, or one written by `llada export`) is read by `interop.load_pretrained`
+and described by an equivalent RunConfig. Every problem is a `ConfigError` naming the file and the fix.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ if TYPE_CHECKING:
 
     from llada_lightning.config.schema import RunConfig
     from llada_lightning.inference.decoders import Decoder
+    from llada_lightning.interop.pretrained import PretrainedInfo
     from llada_lightning.models import Transformer
     from llada_lightning.sft.chat import ChatTemplate
 
 CONFIG = rundir.CONFIG
 CHECKPOINT = Path(rundir.CHECKPOINTS) / rundir.LAST_CHECKPOINT
 TOKENIZER = rundir.TOKENIZER
+HF_CONFIG = "config.json"  # a Hugging Face model directory (interop.load_pretrained)
 # The parts of the config that decide the backbone's weights and how it must be used; a checkpoint whose
 # saved hyper-parameters differ here was trained as a different model, even if the tensor shapes agree.
 MODEL_KEYS = ("model.", "objective.name")
@@ -44,6 +48,14 @@ class LoadedRun:
     objective: str  # "llada" or "arm"
     decoder: Decoder  # how this run samples and scores (chosen from the objective by `decoders.decoder_for`)
     device: torch.device
+    pretrained: PretrainedInfo | None = None  # set for a Hugging Face directory (`interop.load_pretrained`)
+
+    @property
+    def tokenizer_path(self) -> Path:
+        """The tokenizer.json this model uses."""
+        if self.pretrained is not None:
+            return self.run_dir / TOKENIZER
+        return tokenizer_file(self.run_dir, self.cfg)
 
     @property
     def max_length(self) -> int:
@@ -69,6 +81,13 @@ class LoadedRun:
         refused (the SFT run's tokenizer.json holds them, sft/parent.py)."""
         from llada_lightning.sft.chat import LLADA_MARKERS, load_template, tokenizer_config_home
 
+        if self.pretrained is not None:  # a Hugging Face directory: its tokenizer_config.json's template
+            if self.pretrained.chat_template is None:
+                raise ConfigError(
+                    f"{self.run_dir}: its tokenizer_config.json has no chat_template (not an instruct model); "
+                    "drop --chat"
+                )
+            return load_template("tokenizer", self.tokenizer, self.eos_id, self.tokenizer_path)
         choice = self.cfg.sft.chat_template
         missing = [t for t in LLADA_MARKERS if self.tokenizer.token_to_id(t) is None]
         if missing and (choice == "llada" or self.cfg.sft.parent is None):
@@ -81,7 +100,8 @@ class LoadedRun:
 
 
 def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
-    """Load `run_dir` (written by `llada train`) onto `device`; `checkpoint` overrides `checkpoints/last.ckpt`."""
+    """Load `run_dir` (written by `llada train`, or a Hugging Face model directory) onto `device`; `checkpoint`
+    overrides `checkpoints/last.ckpt`."""
     import torch
 
     from llada_lightning.config.compose import load_run_config
@@ -91,12 +111,19 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
 
     root = Path(run_dir).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"{run_dir}: no such run directory; pass a directory written by `llada train`")
+        raise ConfigError(
+            f"{run_dir}: no such directory; pass a run directory written by `llada train` or a Hugging Face "
+            "model directory"
+        )
     config_path = root / CONFIG
+    if not config_path.is_file() and (root / HF_CONFIG).is_file():
+        if checkpoint is not None:
+            raise ConfigError(f"{root} is a Hugging Face model directory; --checkpoint applies to run directories")
+        return load_hf_directory(root, device)
     if not config_path.is_file():
         raise ConfigError(
             f"{root}: no {CONFIG}; this is not a run directory written by `llada train` "
-            f"(one holds {CONFIG}, {CHECKPOINT} and {TOKENIZER})"
+            f"(one holds {CONFIG}, {CHECKPOINT} and {TOKENIZER}) nor a Hugging Face model directory ({HF_CONFIG})"
         )
     cfg = load_run_config(config_path)
     ckpt_path = Path(checkpoint).expanduser() if checkpoint is not None else root / CHECKPOINT
@@ -151,6 +178,55 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         objective=cfg.objective.name,
         decoder=decoder_for(cfg.objective.name, cfg.model.mask_id),
         device=torch.device(device),
+    )
+
+
+def load_hf_directory(root: Path, device: str = "cpu") -> LoadedRun:
+    """A Hugging Face model directory as a `LoadedRun`: the model from `interop.load_pretrained`, its tokenizer.json,
+    and a RunConfig that says what a run directory's would (model, objective, tokenizer, context)."""
+    import torch
+
+    from llada_lightning.config.schema import DataConfig, ObjectiveConfig, RunConfig
+    from llada_lightning.data.tokenizer import eos_id
+    from llada_lightning.inference.decoders import decoder_for
+    from llada_lightning.interop import load_pretrained
+
+    model, tokenizer, info = load_pretrained(root, device=device)
+    if tokenizer is None:
+        raise ConfigError(
+            f"{root}: no {TOKENIZER}; sampling and scoring need the model's fast tokenizer file (transformers writes "
+            "it with `AutoTokenizer.from_pretrained(...).save_pretrained(DIR)`)"
+        )
+    eos = info.eos_id if info.eos_id is not None and info.eos_id < tokenizer.get_vocab_size() else None
+    if eos is None:
+        try:
+            eos = eos_id(tokenizer)
+        except ConfigError as exc:
+            raise ConfigError(f"{root / TOKENIZER}: {exc}") from exc
+    cfg = RunConfig(
+        model=info.config,
+        objective=ObjectiveConfig(name=info.objective),
+        data=DataConfig(
+            source="hf",
+            tokenizer=str(root / TOKENIZER),
+            eos_token=tokenizer.id_to_token(eos),
+            vocab_size=info.config.vocab_size,
+            seq_len=info.config.max_seq_len,
+        ),
+        run_dir=str(root),
+    )
+    model.requires_grad_(False)
+    return LoadedRun(
+        run_dir=root,
+        cfg=cfg,
+        model=model,
+        tokenizer=tokenizer,
+        eos_id=eos,
+        mask_id=info.config.mask_id,
+        objective=info.objective,
+        decoder=decoder_for(info.objective, info.config.mask_id),
+        device=torch.device(device),
+        pretrained=info,
     )
 
 

@@ -281,3 +281,22 @@ def test_chat_on_a_run_that_was_not_fine_tuned_exits_2(capsys, monkeypatch, runs
 def test_chat_flag_errors_exit_2(capsys, runs, objective, flags, message):
     code, out, err = _run(capsys, "sample", runs[objective]["sft"], *flags)
     assert code == 2 and out == "" and err.count("\n") == 1 and re.search(message, err.strip()), err
+
+
+# ----------------------------------------------------------------------------------------------- exported
+
+
+@pytest.mark.parametrize("objective", ["llada", "arm"])
+def test_an_exported_fine_tuned_run_chats_like_the_run(capsys, tmp_path, runs, objective):
+    """`llada export` writes the run's chat template (LLaDA-8B-Instruct's Jinja text for the llada layout) into
+    tokenizer_config.json; chatting with the export renders the same prompt and gives the same answer."""
+    from llada_lightning.interop import export_run
+
+    out = export_run(runs[objective]["sft"], tmp_path / "hf")
+    argv = ["--chat", "--prompt", QUESTION[0]["content"], "--gen-length", "16", "--temperature", "0.8", "--seed", "1"]
+    code_run, answer_run, _ = _run(capsys, "sample", runs[objective]["sft"], *argv)
+    code_hf, answer_hf, err = _run(capsys, "sample", out, *argv)
+    assert code_run == code_hf == 0, err
+    assert answer_hf == answer_run
+    exported, run = load_run(out), load_run(runs[objective]["sft"])
+    assert exported.chat_template().encode_prompt(QUESTION) == run.chat_template().encode_prompt(QUESTION)

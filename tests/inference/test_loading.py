@@ -46,7 +46,7 @@ def test_arm_run_is_causal(arm_run):
 
 
 def test_missing_directory(tmp_path):
-    with pytest.raises(ConfigError, match="no such run directory"):
+    with pytest.raises(ConfigError, match="no such directory; pass a run directory"):
         load_run(tmp_path / "nope")
 
 
