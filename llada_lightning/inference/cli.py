@@ -140,7 +140,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "printed; without --prompt, each line of stdin is a user turn of one conversation (EOF or an empty line "
         "ends it).",
     )
-    p.add_argument("run_dir", help="a run directory written by `llada train`")
+    p.add_argument(
+        "run_dir", help="a run directory written by `llada train`, or a Hugging Face model directory (llada export)"
+    )
     p.add_argument("--prompt", default=None, help="the text to continue (may be empty); required without --chat")
     p.add_argument(
         "--chat",
@@ -219,7 +221,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Score each choice by log p(choice | context) (LLaDA: Monte Carlo lower bound with --mc-num "
         "draws, seeded; ARM: exact) and print the accuracy, unnormalised and per answer token.",
     )
-    p.add_argument("run_dir", help="a run directory written by `llada train`")
+    p.add_argument(
+        "run_dir", help="a run directory written by `llada train`, or a Hugging Face model directory (llada export)"
+    )
     p.add_argument("--task", required=True, help="JSONL file: one {context, choices, gold} object per line")
     p.add_argument("--mc-num", type=int, default=32, help="LLaDA: Monte Carlo draws per choice (32)")
     p.add_argument("--seed", type=int, default=0, help="LLaDA: seed of the Monte Carlo draws (0)")

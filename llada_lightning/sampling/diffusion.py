@@ -219,7 +219,9 @@ def generate(
             schedule = num_transfer_tokens((x[:, start:end] == mask_id).sum(dim=1), steps_per_block)
         kv = None
         i = 0
-        while steps_per_block is None or i < steps_per_block:
+        # threshold without steps commits at least one token per step, so block_length steps fill any block (the
+        # bound also ends the loop on a model whose confidences are NaN, which would commit nothing)
+        while i < (steps_per_block if steps_per_block is not None else block_length):
             candidates = x[:, start:end] == mask_id
             active = candidates.any(dim=1)
             if not active.any():

@@ -38,7 +38,7 @@ def test_a_bad_run_directory_is_one_config_error_line(tmp_path, capsys, llada_ru
     argv = ["--model", "llada_lightning", "--model_args", f"run_dir={tmp_path / 'nope'}", "--tasks", "llada_local_mc"]
     assert main([*argv, "--include_path", str(tasks)]) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]
-    assert (
-        last
-        == f"llada: config error: {tmp_path / 'nope'}: no such run directory; pass a directory written by `llada train`"
+    assert last == (
+        f"llada: config error: {tmp_path / 'nope'}: no such directory; pass a run directory written by `llada train` "
+        "or a Hugging Face model directory"
     )
