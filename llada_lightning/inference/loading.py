@@ -106,7 +106,6 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
 
     from llada_lightning.config.compose import load_run_config
     from llada_lightning.data.tokenizer import eos_id, load_tokenizer
-    from llada_lightning.inference.decoders import decoder_for
     from llada_lightning.models import build_model
 
     root = Path(run_dir).expanduser()
@@ -167,28 +166,14 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
             f"{ckpt_path} does not match the model of {config_path} ({detail}); restore the config.yaml that "
             "trained this checkpoint, or retrain into a fresh run_dir"
         ) from exc
-    model.eval().requires_grad_(False)
-    return LoadedRun(
-        run_dir=root,
-        cfg=cfg,
-        model=model,
-        tokenizer=tokenizer,
-        eos_id=eos,
-        mask_id=cfg.model.mask_id,
-        objective=cfg.objective.name,
-        decoder=decoder_for(cfg.objective.name, cfg.model.mask_id),
-        device=torch.device(device),
-    )
+    return _loaded(root, cfg, model, tokenizer, eos, device)
 
 
 def load_hf_directory(root: Path, device: str = "cpu") -> LoadedRun:
     """A Hugging Face model directory as a `LoadedRun`: the model from `interop.load_pretrained`, its tokenizer.json,
     and a RunConfig that says what a run directory's would (model, objective, tokenizer, context)."""
-    import torch
-
     from llada_lightning.config.schema import DataConfig, ObjectiveConfig, RunConfig
     from llada_lightning.data.tokenizer import eos_id
-    from llada_lightning.inference.decoders import decoder_for
     from llada_lightning.interop import load_pretrained
 
     model, tokenizer, info = load_pretrained(root, device=device)
@@ -215,18 +200,35 @@ def load_hf_directory(root: Path, device: str = "cpu") -> LoadedRun:
         ),
         run_dir=str(root),
     )
-    model.requires_grad_(False)
+    return _loaded(root, cfg, model, tokenizer, eos, device, info)
+
+
+def _loaded(
+    root: Path,
+    cfg: RunConfig,
+    model: Transformer,
+    tokenizer: Tokenizer,
+    eos: int,
+    device: str,
+    pretrained: PretrainedInfo | None = None,
+) -> LoadedRun:
+    """The LoadedRun of a model in eval mode without gradients; the objective, mask id and decoder from `cfg`."""
+    import torch
+
+    from llada_lightning.inference.decoders import decoder_for
+
+    model.eval().requires_grad_(False)
     return LoadedRun(
         run_dir=root,
         cfg=cfg,
         model=model,
         tokenizer=tokenizer,
         eos_id=eos,
-        mask_id=info.config.mask_id,
-        objective=info.objective,
-        decoder=decoder_for(info.objective, info.config.mask_id),
+        mask_id=cfg.model.mask_id,
+        objective=cfg.objective.name,
+        decoder=decoder_for(cfg.objective.name, cfg.model.mask_id),
         device=torch.device(device),
-        pretrained=info,
+        pretrained=pretrained,
     )
 
 
