@@ -31,6 +31,7 @@ Differences from the reference code, all deliberate:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -45,6 +46,7 @@ from llada_lightning.sampling.common import (
     takes_positions,
 )
 
+Generators = Generator | Sequence[Generator] | None  # one for the batch, or one per row
 REMASKING = ("low_confidence", "random")
 CACHES = ("prefix", "dual")
 # confidence_eos_eot_inf: below every real confidence (probabilities and U(0, 1) draws lie in [0, 1]) but above
@@ -80,13 +82,33 @@ def num_transfer_tokens(masked_count: Tensor, steps: int) -> Tensor:
     return base[:, None] + (step[None, :] < remainder[:, None]).long()
 
 
-def gumbel_argmax(logits: Tensor, temperature: float, generator: Generator | None = None) -> Tensor:
+def uniform(
+    shape: tuple[int, ...], generator: Generators, device: torch.device, active: Tensor | None = None
+) -> Tensor:
+    """float64 U(0, 1) draws of `shape` [B, ...]: from one generator for the whole batch, or from one generator per
+    row (a sequence of B), each advanced only for the rows in `active` (the rows that take this step), so a sampled
+    row's draws, like its tokens, do not depend on the rest of the batch. Rows left out get 0.5 (never used)."""
+    if generator is None or isinstance(generator, Generator):
+        return torch.rand(shape, dtype=torch.float64, device=device, generator=generator)
+    rows = [
+        torch.rand(shape[1:], dtype=torch.float64, device=device, generator=g)
+        if active is None or bool(active[b])
+        else torch.full(shape[1:], 0.5, dtype=torch.float64, device=device)
+        for b, g in enumerate(generator)
+    ]
+    return torch.stack(rows)
+
+
+def gumbel_argmax(
+    logits: Tensor, temperature: float, generator: Generators = None, active: Tensor | None = None
+) -> Tensor:
     """A sample of softmax(logits / T) per position via Gumbel-max in float64 (LLaDA `add_gumbel_noise`:
     argmax exp(logits) / (-log U)^T == argmax logits / T - log(-log U)); float64 because low-precision
-    Gumbel noise degrades generation (Zheng et al. 2024, arXiv 2409.02908). T = 0: plain argmax."""
+    Gumbel noise degrades generation (Zheng et al. 2024, arXiv 2409.02908). T = 0: plain argmax.
+    `generator`, `active`: see `uniform`."""
     if temperature == 0:
         return logits.argmax(dim=-1)
-    u = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    u = uniform(tuple(logits.shape), generator, logits.device, active)
     return (logits.double() / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
 
 
@@ -121,7 +143,7 @@ def generate(
     threshold: float | None = None,
     cache: str | None = None,
     prompt_cache: bool = False,
-    generator: Generator | None = None,
+    generator: Generators = None,
     return_history: bool = False,
 ) -> Tensor | GenerationOutput:
     """Generate `gen_length` tokens after each (left-padded) prompt with LLaDA's reverse process.
@@ -173,14 +195,16 @@ def generate(
             queries never see the suffix). Needs a model with `new_kv_cache()` and a `cache` keyword
             (`llada_lightning.models.Transformer`); raises ValueError otherwise.
         prompt_cache: True is the older spelling of cache="prefix" (with another `cache`: ValueError).
-        generator: the source of all randomness (Gumbel noise, random remasking) for reproducible sampling.
+        generator: the source of all randomness (Gumbel noise, random remasking) for reproducible sampling: one
+            generator for the batch, or a sequence of one generator per row, each advanced only on its row's own
+            steps (then a sampled row's tokens do not depend on the rest of the batch either).
         return_history: return a `GenerationOutput`: the sequences, the step at which each position was committed,
             the number of forward passes and each row's number of steps.
 
     Steps are counted per row: a row's step is a step in which its current block still held a mask. A row whose
     block is complete waits unchanged while other rows finish theirs, so a row's tokens and history do not depend
-    on the rest of the batch (the whole batch goes on to the next block together), except through the random
-    draws (temperature > 0, random remasking), which one generator makes for the whole batch.
+    on the rest of the batch (the whole batch goes on to the next block together); with temperature > 0 or random
+    remasking, that holds when each row has its own generator (`generator=[g_0, ..., g_{B-1}]`).
 
     Returns:
         [B, P + gen_length] token ids, or `GenerationOutput` with `return_history`.
@@ -194,6 +218,8 @@ def generate(
         raise ValueError(f"{flag}=True needs eos_id")
     cache_mode = _check_cache(model, cache, prompt_cache)
     batch, prompt_len = prompt_ids.shape
+    if not (generator is None or isinstance(generator, Generator)) and len(generator) != batch:
+        raise ValueError(f"generator: {len(generator)} per-row generators for a batch of {batch} prompts")
     device = prompt_ids.device
     x = torch.cat((prompt_ids, prompt_ids.new_full((batch, gen_length), mask_id)), dim=1)
     full_mask = positions = None
@@ -237,12 +263,12 @@ def generate(
             if mask_id < logits.shape[-1]:  # never commit the mask token itself
                 candidate_logits = logits.clone()
                 candidate_logits[..., mask_id] = float("-inf")
-            x0 = gumbel_argmax(candidate_logits, temperature, generator)
+            x0 = gumbel_argmax(candidate_logits, temperature, generator, active)
             if remasking == "low_confidence":  # the model's own softmax, over every column (as generate.py)
                 probs = torch.softmax(logits.double(), dim=-1)
                 confidence = probs.gather(-1, x0[..., None]).squeeze(-1)
             else:
-                confidence = torch.rand(x0.shape, dtype=torch.float64, device=device, generator=generator)
+                confidence = uniform(tuple(x0.shape), generator, device, active)
             if confidence_eos_eot_inf:  # generate.py's EOS/EoT confidence, applied before the ranking
                 confidence = confidence.masked_fill(torch.isin(x0, deferred), DEFERRED_CONFIDENCE)
             confidence = confidence.masked_fill(~candidates, float("-inf"))

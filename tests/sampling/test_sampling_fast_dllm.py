@@ -203,6 +203,31 @@ def test_each_row_alone_equals_the_row_in_a_padded_batch(cache, threshold, steps
         assert together.row_steps[i] == alone.row_steps[0] == alone.forward_passes, i
 
 
+@pytest.mark.parametrize("cache", [None, "dual"])
+@pytest.mark.parametrize(("threshold", "steps", "remasking"), [(None, 6, "random"), (0.5, None, "low_confidence")])
+def test_sampled_rows_with_their_own_generators_are_batch_invariant(cache, threshold, steps, remasking) -> None:
+    """temperature > 0: with one generator per row (each advanced only on its row's steps), a row sampled in a
+    padded batch equals the row sampled alone from a generator seeded the same."""
+    model = tiny_model(n_layers=2)
+    singles = [prompts(1, 3, seed=1)[0], prompts(1, 6, seed=2)[0], prompts(1, 5, seed=3)[0]]
+    x, mask = left_pad(singles)
+    kwargs = dict(gen_length=12, steps=steps, block_length=4, mask_id=MASK, cache=cache, threshold=threshold)
+    kwargs |= dict(temperature=4.0, remasking=remasking, return_history=True)  # hot: the tiny model is peaked
+
+    def gens(*seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    together = generate(model, x, mask, generator=gens(10, 11, 12), **kwargs)
+    for i, p in enumerate(singles):
+        alone = generate(model, p[None], generator=gens(10 + i), **kwargs)
+        assert torch.equal(together.sequences[i, x.shape[1] :], alone.sequences[0, len(p) :]), i
+    other = generate(model, x, mask, generator=gens(10, 99, 12), **kwargs)  # the draws matter: a new seed differs
+    assert not torch.equal(other.sequences[1], together.sequences[1])
+    assert torch.equal(other.sequences[0], together.sequences[0])
+    with pytest.raises(ValueError, match="2 per-row generators for a batch of 3 prompts"):
+        generate(model, x, mask, generator=gens(1, 2), **kwargs)
+
+
 @pytest.mark.parametrize("cache", [None, "prefix", "dual"])
 @pytest.mark.parametrize("threshold", [None, 0.9])
 def test_fill_after_eos_is_batch_invariant(cache, threshold) -> None:
