@@ -74,3 +74,19 @@ def test_what_a_directory_lacks_is_one_line(capsys, exported, tmp_path) -> None:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no tokenizer.json" in err
     code, _, err = _run(capsys, "sample", tmp_path / "nowhere", "--prompt", "hi")
     assert code == 2 and "no such directory" in err
+
+
+def test_lm_eval_adapter_serves_an_export_like_the_run(exported, llada_run_dir) -> None:
+    pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install 'llada-lightning[eval]')")
+    from lm_eval.api.instance import Instance
+
+    from llada_lightning.inference.lm_eval_adapter import LLaDALightningLM
+
+    args = "mc_num=4,gen_length=8,steps=8,block_length=4,seed=1"
+    by_run = LLaDALightningLM.create_from_arg_string(f"run_dir={llada_run_dir},{args}")
+    by_hf = LLaDALightningLM.create_from_arg_string(f"run_dir={exported['llada']},{args}")
+    scored = [Instance("loglikelihood", {}, ("To be, or not to be,", " that is the question"), 0, ("t", 0, 1))]
+    generated = [Instance("generate_until", {}, ("ROMEO.\n", {"until": ["\n\n"]}), 0, ("t", 0, 1))]
+    assert by_hf.loglikelihood(scored) == by_run.loglikelihood(scored)
+    assert by_hf.generate_until(generated) == by_run.generate_until(generated)
+    assert by_hf.tokenizer_name == str(exported["llada"] / "tokenizer.json")
