@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--root", default="runs/sweeps")
     q.add_argument("--lines", type=int, default=40)
     p.set_defaults(func=_cmd_sweep)
+    from llada_lightning.data.cli import register as register_data
     from llada_lightning.experiments.cli import register as register_experiment
     from llada_lightning.inference.cli import register as register_inference
     from llada_lightning.interop.cli import register as register_export
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_scaling(sub)
     register_study(sub)
     register_experiment(sub)
+    register_data(sub)
     p = sub.add_parser(
         "runs", help="a table of the run directories under ROOT: status, objective, N, tokens, FLOPs, loss"
     )

@@ -67,7 +67,10 @@ class AttentionConfig:
 class DataConfig:
     """Where text comes from, how it is tokenised, and how it is cut into blocks."""
 
-    source: str = "embedded"  # "embedded" (shipped Shakespeare corpus) or "hf" (any `datasets` source)
+    # "embedded" (shipped Shakespeare corpus), "hf" (any `datasets` source) or "tokens" (`llada data prepare` shards)
+    source: str = "embedded"
+    paths: list[str] | None = None  # tokens: prepared directories (OUT_DIR of `llada data prepare`), mixed
+    weights: list[float] | None = None  # tokens: one mixture weight per path (normalised); None: by training blocks
     path: str | None = None  # hf: a hub name ("wikitext") or a builder for local files ("text", "json")
     name: str | None = None  # hf: the dataset config name
     data_files: list[str] | None = None  # hf: local files for the builder in `path`

@@ -27,6 +27,8 @@ ADDED_KEYS: dict[str, Any] = {
     "data.unique_tokens": None,
     "objective.sft_normalization": "sample",
     "model.rope_table_dtype": "float32",
+    "data.paths": None,
+    "data.weights": None,
 }
 # Whole groups added later: left out of the signature while every key holds its default.
 ADDED_GROUPS = ("sft",)

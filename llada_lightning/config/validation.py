@@ -71,6 +71,10 @@ def _validate_data(cfg: RunConfig) -> None:
     _one_of("data.source", d.source, SOURCES)
     if d.source == "hf" and not d.path:
         raise ConfigError("data.source=hf needs data.path (a hub dataset name, or 'text'/'json' with data.data_files)")
+    if d.source == "tokens":
+        _validate_tokens(cfg)
+    elif d.paths is not None or d.weights is not None:
+        raise ConfigError("data.paths and data.weights are read with data.source=tokens only; set it, or drop them")
     _positive("data.seq_len", d.seq_len)
     if d.seq_len > cfg.model.max_seq_len:
         raise ConfigError(
@@ -84,16 +88,45 @@ def _validate_data(cfg: RunConfig) -> None:
     _positive("data.max_documents", d.max_documents)
     _positive("data.num_workers", d.num_workers, allow_zero=True)
     _validate_unique_tokens(cfg)
-    if d.tokenizer != "bpe" and not Path(d.tokenizer).expanduser().is_file():
+    if d.source != "tokens" and d.tokenizer != "bpe" and not Path(d.tokenizer).expanduser().is_file():
         raise ConfigError(
             f"data.tokenizer={d.tokenizer!r}: no such file; give the path to a HF tokenizer.json, or 'bpe' "
             "to train a byte-level BPE on the corpus"
         )
     # a tokenizer file's own vocabulary is checked against model.vocab_size when the data is prepared
-    if d.tokenizer == "bpe" and cfg.model.vocab_size < d.vocab_size:
+    if d.source != "tokens" and d.tokenizer == "bpe" and cfg.model.vocab_size < d.vocab_size:
         raise ConfigError(
             f"model.vocab_size={cfg.model.vocab_size} is smaller than the tokenizer's vocabulary ({d.vocab_size}); "
             f"set model.vocab_size>={d.vocab_size} or a smaller data.vocab_size"
+        )
+
+
+def _validate_tokens(cfg: RunConfig) -> None:
+    """data.source=tokens: prepared directories (their manifest read here: cheap), weights, the model's vocabulary."""
+    from llada_lightning.data.shards import prepared_vocab_size
+
+    d = cfg.data
+    if not d.paths:
+        raise ConfigError("data.source=tokens needs data.paths=[DIR,...]: directories written by `llada data prepare`")
+    if d.weights is not None:
+        if len(d.weights) != len(d.paths):
+            raise ConfigError(f"data.weights has {len(d.weights)} entries for {len(d.paths)} data.paths; give one each")
+        if not all(math.isfinite(w) and w > 0 for w in d.weights):
+            raise ConfigError(f"data.weights={list(d.weights)} must all be positive; leave a set out of data.paths")
+    if d.tokenizer != "bpe":
+        raise ConfigError(
+            "data.tokenizer is not read with data.source=tokens: the prepared sets bring their own tokenizer.json; "
+            "drop data.tokenizer (or prepare the data with `llada data prepare --tokenizer FILE`)"
+        )
+    if d.max_documents is not None:
+        raise ConfigError("data.max_documents is not read with data.source=tokens; drop it (prepare fewer documents)")
+    if d.unique_tokens is not None and len(d.paths) > 1:
+        raise ConfigError("data.unique_tokens takes one prepared set; give one data.paths entry, or drop it")
+    vocab = max(prepared_vocab_size(p, f"data.paths[{k}]") for k, p in enumerate(d.paths))
+    if cfg.model.vocab_size < vocab:
+        raise ConfigError(
+            f"model.vocab_size={cfg.model.vocab_size} is smaller than the prepared data's vocabulary ({vocab}); "
+            f"set model.vocab_size>={vocab}"
         )
 
 

@@ -132,3 +132,94 @@ class ResumableBlockSampler(Sampler[int]):
             if e != epoch:
                 epoch, perm = e, self.permutation(e)
             yield int(perm[g % self.n_blocks])
+
+
+# ---- weighted mixtures of several prepared sets (data.paths with data.weights) ---------------------------------
+
+MIXTURE_PERIOD = 10_000  # weights are resolved to multiples of 1 / MIXTURE_PERIOD
+
+
+class Mixture:
+    """Which set each global sample draws from: a fixed pattern of MIXTURE_PERIOD slots, repeated.
+
+    Set k has `counts[k]` slots per period (period x its weight, rounded by largest remainder, at least one), in the
+    order of their due times (i + 1/2) / counts[k] (smooth weighted round-robin, ties to the lower k), so every window
+    of samples holds each set in proportion. Sample g is then sample j = (g // P) counts[k] + (slots of k before g % P)
+    of set k's own stream: a pure function of g, as the single-set order is, so resume and rank sharding carry over.
+    """
+
+    def __init__(self, weights: list[float], period: int = MIXTURE_PERIOD):
+        w = np.asarray(weights, dtype=np.float64)
+        if w.ndim != 1 or len(w) < 1 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError(f"mixture weights must be positive and finite, got {weights}")
+        if len(w) > period:
+            raise ValueError(f"at most {period} sets in a mixture, got {len(w)}")
+        exact = w / w.sum() * period
+        counts = np.maximum(np.floor(exact).astype(np.int64), 1)
+        while counts.sum() < period:  # largest remainder first
+            counts[int(np.argmax(exact - counts))] += 1
+        while counts.sum() > period:  # only when the floor of one at least took slots: from the largest
+            counts[int(np.argmax(np.where(counts > 1, counts - exact, -np.inf)))] -= 1
+        self.period = int(period)
+        self.counts = counts
+        due = np.concatenate([(np.arange(c) + 0.5) / c for c in counts])
+        sets = np.repeat(np.arange(len(counts)), counts)
+        self.pattern = sets[np.argsort(due, kind="stable")]
+        before = np.zeros((period + 1, len(counts)), dtype=np.int64)  # before[r, k]: slots of k in pattern[:r]
+        np.add.at(before, (np.arange(1, period + 1), self.pattern), 1)
+        self.before = np.cumsum(before, axis=0)
+
+    @property
+    def shares(self) -> np.ndarray:
+        """The resolved weights: each set's fraction of the samples."""
+        return self.counts / self.period
+
+    def locate(self, g: int) -> tuple[int, int]:
+        """(set k, index j in set k's stream) of global sample g."""
+        r = g % self.period
+        k = int(self.pattern[r])
+        return k, (g // self.period) * int(self.counts[k]) + int(self.before[r, k])
+
+    def interleave(self, sizes: list[int], n: int) -> list[tuple[int, int]]:
+        """The first samples (k, j), j < sizes[k], in the mixture's order: at most n, ending where a set runs out."""
+        out: list[tuple[int, int]] = []
+        for g in range(n):
+            k, j = self.locate(g)
+            if j >= sizes[k]:
+                break
+            out.append((k, j))
+        return out
+
+
+class MixtureBlockSampler(ResumableBlockSampler):
+    """ResumableBlockSampler over the concatenated blocks of several sets, drawn by a Mixture.
+
+    Global sample g reads block perm_{k,e}[j % n_k] of set k, (k, j) = mixture.locate(g), e = j // n_k, with
+    perm_{k,e} fixed by [seed, e, k]: each set is read in epochs of its own, each in a fresh order. The indices are
+    into the concatenation of the sets (set k's blocks start at sum(sizes[:k])). Ranks and resume: as the base class.
+    """
+
+    def __init__(self, sizes: list[int], mixture: Mixture, **kwargs):
+        if len(sizes) != len(mixture.counts) or min(sizes) < 1:
+            raise ValueError(f"one positive block count per mixture set, got {sizes}")
+        super().__init__(int(sum(sizes)), **kwargs)
+        self.sizes = [int(s) for s in sizes]
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.mixture = mixture
+
+    def set_permutation(self, k: int, epoch: int) -> np.ndarray:
+        """The block order of set k's data epoch `epoch`."""
+        return np.random.default_rng([self.seed, epoch, k]).permutation(self.sizes[k])
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.start() if callable(self.start) else self.start
+        if start < 0:
+            raise ValueError(f"start must be >= 0, got {start}")
+        perms: dict[int, tuple[int, np.ndarray]] = {}
+        for g in self.global_indices(int(start)):
+            k, j = self.mixture.locate(g)
+            n = self.sizes[k]
+            e = j // n
+            if k not in perms or perms[k][0] != e:
+                perms[k] = (e, self.set_permutation(k, e))
+            yield int(self.offsets[k] + perms[k][1][j % n])

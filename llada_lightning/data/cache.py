@@ -117,9 +117,17 @@ def cache_key(cfg: DataConfig) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def doc_key(text: str) -> int:
+    """The document's split key: the first 8 bytes of the SHA-256 of its UTF-8 text, big-endian (a uint64).
+
+    Prepared shards store it per document (shards.py), so training carves the same split without the text.
+    """
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+
+
 def doc_unit(text: str) -> float:
-    """A uniform number in [0, 1) from the document's text (the first 8 bytes of its SHA-256)."""
-    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big") / 2.0**64
+    """A uniform number in [0, 1) from the document's text: doc_key / 2**64."""
+    return doc_key(text) / 2.0**64
 
 
 def assign_splits(docs: Iterator[str] | list[str], val_fraction: float) -> list[bool]:

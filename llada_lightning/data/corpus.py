@@ -24,7 +24,8 @@ EMBEDDED_PATH = Path(__file__).resolve().parent / "corpus" / "shakespeare.jsonl.
 # About 2,000 BPE tokens at vocab 4096: a scene or two of a play, a dozen sonnets.
 EMBEDDED_DOC_CHARS = 8000
 
-SOURCES = ("embedded", "hf")
+# tokens: shards written by `llada data prepare` (prepare.py, shards.py), read without documents
+SOURCES = ("embedded", "hf", "tokens")
 
 _PARAGRAPH_BREAK = re.compile(r"\n(?:[ \t]*\n)+")  # a newline followed by blank lines; keeps indentation
 
@@ -64,7 +65,8 @@ def _iter_embedded() -> Iterator[str]:
         yield from split_paragraphs(text)
 
 
-def _load_hf(cfg: DataConfig):
+def load_hf(cfg: DataConfig):
+    """`datasets.load_dataset` of cfg's path/name/data_files/split, only its text column; failures are one line."""
     if not cfg.path:
         raise ConfigError(
             "data.source='hf' needs data.path: a hub dataset name (e.g. 'wikitext') or a local builder "
@@ -112,7 +114,8 @@ def _load_error(cfg: DataConfig, exc: Exception) -> str:
     return f"data.path={cfg.path!r}, {files}: {first_line(exc)}; check that the files are readable"
 
 
-def _iter_hf(ds, field: str) -> Iterator[str]:
+def iter_hf_texts(ds, field: str) -> Iterator[str]:
+    """The `field` of every record of `ds`, in order; a record without a string there is a ConfigError."""
     for batch in ds.iter(batch_size=1024):
         for text in batch[field]:
             if not isinstance(text, str):
@@ -138,7 +141,12 @@ def iter_documents(cfg: DataConfig) -> Iterator[str]:
     if cfg.source == "embedded":
         docs: Iterator[str] = _iter_embedded()
     elif cfg.source == "hf":
-        docs = _iter_hf(_load_hf(cfg), cfg.text_field)
+        docs = iter_hf_texts(load_hf(cfg), cfg.text_field)
+    elif cfg.source == "tokens":
+        raise ConfigError(
+            "data.source=tokens reads the shards of `llada data prepare` (data.paths), not documents; "
+            "use data.source=hf or embedded here"
+        )
     else:
         raise ConfigError(f"unknown data.source={cfg.source!r}; set data.source to one of {SOURCES}")
     return _capped(docs, cfg)

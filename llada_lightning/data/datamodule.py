@@ -1,4 +1,7 @@
-"""LMDataModule: wires the tokenised cache, the block dataset and the resumable sampler into Lightning.
+"""LMDataModule: wires the tokenised data, the block dataset and the resumable sampler into Lightning.
+
+The tokenised data is the in-process cache (cache.py: data.source=embedded|hf, small corpora) or the shards of
+`llada data prepare` (shards.py: data.source=tokens, data.paths; several paths are a weighted mixture, blocks.Mixture).
 
 Resume is derived from the optimizer step, not from a data state: the training stream starts at
 `trainer.global_step * accumulate_grad_batches * batch_size * world_size` global samples, so a run
@@ -13,13 +16,22 @@ import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.config.schema import DataConfig
-from llada_lightning.data.blocks import BlockDataset, ResumableBlockSampler, epochs_seen, unique_subset
+from llada_lightning.data.blocks import (
+    BlockDataset,
+    Mixture,
+    MixtureBlockSampler,
+    ResumableBlockSampler,
+    epochs_seen,
+    unique_subset,
+)
 from llada_lightning.data.cache import TokenizedCorpus, prepare_corpus
+from llada_lightning.data.shards import PreparedCorpus, prepared_vocab_size
 from llada_lightning.data.tokenizer import tokenizer_vocab_size
 
 log = logging.getLogger(__name__)
@@ -31,12 +43,12 @@ TOO_SHORT_FIX = {
 }
 
 
-def _check_blocks(train: BlockDataset, val: BlockDataset) -> None:
+def _check_blocks(train: BlockDataset, val: BlockDataset, where: str = "") -> None:
     """Both splits must hold at least one block of `data.seq_len` tokens."""
     for name, dataset in (("training", train), ("validation", val)):
         if len(dataset) == 0:
             raise ConfigError(
-                f"the {name} split has {len(dataset.tokens)} tokens, fewer than one block of "
+                f"the {name} split{where} has {len(dataset.tokens)} tokens, fewer than one block of "
                 f"data.seq_len={dataset.seq_len}; {TOO_SHORT_FIX[name]}"
             )
 
@@ -99,17 +111,23 @@ class LMDataModule(ResumableStream, L.LightningDataModule):
         self.seed = int(seed)
         self.val_batches = int(val_batches)
         self.accumulate_grad_batches = int(accumulate_grad_batches)
-        self.corpus: TokenizedCorpus | None = None
+        self.corpus: TokenizedCorpus | PreparedCorpus | None = None
         self.train_dataset: Dataset | None = None  # the blocks of all training data, or its unique-token subset
-        self.val_dataset: BlockDataset | None = None
+        self.val_dataset: Dataset | None = None
+        self.mixture: Mixture | None = None  # several data.paths: which set each sample draws from
+        self.set_blocks: list[int] = []  # with a mixture: each set's training blocks (concatenated in train_dataset)
+        self._bytes_per_token: dict[str, float] = {}  # prepared data: per split
 
     # ---- Lightning hooks -------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        prepare_corpus(self.cfg)  # builds the cache once (locked); a no-op when it exists
+        if self.cfg.source != "tokens":  # prepared shards are read as they are
+            prepare_corpus(self.cfg)  # builds the cache once (locked); a no-op when it exists
 
     def setup(self, stage: str | None = None) -> None:
-        if self.corpus is None:
+        if self.corpus is None and self.cfg.source == "tokens":
+            self._setup_prepared()
+        elif self.corpus is None:
             corpus = prepare_corpus(self.cfg)
             train, val = BlockDataset(corpus.train, self.cfg.seq_len), BlockDataset(corpus.val, self.cfg.seq_len)
             _check_blocks(train, val)  # before anything is kept: a failed setup leaves the module unset
@@ -117,17 +135,47 @@ class LMDataModule(ResumableStream, L.LightningDataModule):
             self.corpus, self.train_dataset, self.val_dataset = corpus, subset, val
             log.info("%r: %d train (of %d) / %d val blocks", self.corpus, len(subset), len(train), len(val))
 
+    def _setup_prepared(self) -> None:
+        """data.source=tokens: each path's training and validation streams; several paths make a mixture."""
+        corpus = PreparedCorpus(self.cfg.paths or [], self.cfg.val_fraction)
+        seq_len = self.cfg.seq_len
+        trains = [BlockDataset(s.train, seq_len) for s in corpus.sets]
+        vals = [BlockDataset(s.val, seq_len) for s in corpus.sets]
+        for k, (train, val) in enumerate(zip(trains, vals, strict=True)):
+            _check_blocks(train, val, f" of data.paths[{k}]" if len(trains) > 1 else "")
+        if len(trains) == 1:
+            train_dataset: Dataset = _unique_blocks(trains[0], self.cfg, self.seed)
+            val_dataset: Dataset = vals[0]
+            bytes_per_token = {split: corpus.sets[0].bytes_per_token(split) for split in ("train", "val")}
+        else:
+            mixture = Mixture(self.cfg.weights or [len(t) for t in trains])
+            train_dataset = ConcatDataset(trains)
+            # validation: each set's first blocks, interleaved by the mixture up to what val_dataloader reads
+            picks = mixture.interleave([len(v) for v in vals], self.val_batches * self.batch_size)
+            offsets = [0, *np.cumsum([len(v) for v in vals])[:-1].tolist()]
+            val_dataset = Subset(ConcatDataset(vals), [offsets[k] + j for k, j in picks])
+            shares = {
+                "train": mixture.shares,
+                "val": np.bincount([k for k, _ in picks], minlength=len(vals)) / len(picks),
+            }
+            bytes_per_token = {  # each set's bytes per token, weighted by its share of the split's blocks
+                split: float(sum(f * s.bytes_per_token(split) for f, s in zip(shares[split], corpus.sets, strict=True)))
+                for split in ("train", "val")
+            }
+            self.mixture, self.set_blocks = mixture, [len(t) for t in trains]
+            log.info("mixture of %d sets, shares %s", len(trains), mixture.shares.round(4).tolist())
+        self.corpus, self.train_dataset, self.val_dataset = corpus, train_dataset, val_dataset
+        self._bytes_per_token = bytes_per_token
+        log.info("%r: %d train / %d val blocks", corpus, len(train_dataset), len(val_dataset))
+
     def train_dataloader(self) -> DataLoader:
         self._require_setup()
         rank, world = self._rank_world()
-        sampler = ResumableBlockSampler(
-            len(self.train_dataset),
-            seed=self.seed,
-            batch_size=self.batch_size,
-            rank=rank,
-            world_size=world,
-            start=self.consumed_samples,
-        )
+        shard = {"seed": self.seed, "batch_size": self.batch_size, "rank": rank, "world_size": world}
+        if self.mixture is not None:
+            sampler = MixtureBlockSampler(self.set_blocks, self.mixture, **shard, start=self.consumed_samples)
+        else:
+            sampler = ResumableBlockSampler(len(self.train_dataset), **shard, start=self.consumed_samples)
         return self._loader(self.train_dataset, sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -143,7 +191,11 @@ class LMDataModule(ResumableStream, L.LightningDataModule):
     @property
     def vocab_size(self) -> int:
         """The token id space (the model's output classes); available before setup (cheap)."""
-        return self.corpus.vocab_size if self.corpus is not None else tokenizer_vocab_size(self.cfg)
+        if self.corpus is not None:
+            return self.corpus.vocab_size
+        if self.cfg.source == "tokens":
+            return prepared_vocab_size((self.cfg.paths or ["?"])[0])
+        return tokenizer_vocab_size(self.cfg)
 
     @property
     def eos_id(self) -> int:
@@ -156,7 +208,10 @@ class LMDataModule(ResumableStream, L.LightningDataModule):
         return self.corpus.tokenizer_path
 
     def bytes_per_token(self, split: str = "val") -> float:
+        """UTF-8 bytes per token of the split's text (a mixture: the sets' values weighted by their shares of it)."""
         self._require_setup()
+        if isinstance(self.corpus, PreparedCorpus):
+            return self._bytes_per_token[split]
         return self.corpus.bytes_per_token(split)
 
     @property
