@@ -205,11 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     from llada_lightning.experiments.cli import register as register_experiment
     from llada_lightning.inference.cli import register as register_inference
     from llada_lightning.interop.cli import register as register_export
+    from llada_lightning.planning.cli import register as register_plan
     from llada_lightning.scaling.cli import register as register_scaling
     from llada_lightning.study.cli import register_study
 
     register_inference(sub)
     register_export(sub)
+    register_plan(sub)
     register_scaling(sub)
     register_study(sub)
     register_experiment(sub)
