@@ -26,6 +26,9 @@ class ClusterConfig:
     gpus_per_node: int = 0  # 0: CPU jobs; else GPUs per node (normally == train.devices)
     cpus_per_task: int = 1
     mem_gb: float | None = None  # memory per node
+    # memory of one GPU (GB = 1e9 bytes): `sweep launch --dry-run` warns about runs whose estimate exceeds it
+    # (llada_lightning/planning); None: no check
+    gpu_memory_gb: float | None = None
     setup: list[str] = field(default_factory=list)  # lines run before the job (module load, source venv)
     sbatch: dict[str, str] = field(default_factory=dict)  # extra sbatch parameters, e.g. {exclude: node3}
     array_parallelism: int = 64  # at most this many array tasks run at once
@@ -58,4 +61,6 @@ def load_cluster(name: str, overrides: list[str] | None = None) -> ClusterConfig
         raise ConfigError(f"cluster.executor={cfg.executor!r} is not one of: {', '.join(EXECUTORS)}")
     if cfg.parallel < 1 or cfg.array_parallelism < 1 or cfg.time_min < 1:
         raise ConfigError("cluster.parallel, cluster.array_parallelism and cluster.time_min must be >= 1")
+    if cfg.gpu_memory_gb is not None and cfg.gpu_memory_gb <= 0:
+        raise ConfigError(f"cluster.gpu_memory_gb={cfg.gpu_memory_gb} must be > 0 (GB per GPU), or null for no check")
     return cfg

@@ -286,6 +286,8 @@ def launch(
         trunk_todo, waits, alone = _plan_trunks(trunks, {r.signature for r in todo}, states, report.actions)
         if dry_run:
             print_plan([*(t.run for t in trunks), *runs], report.actions, out, trunks)
+            for line in fit_warnings([*(t.run for t in trunks), *runs], report.actions, cluster):
+                print(line, file=out)
             return report
         branch_of = {b.run.signature: (t, b) for t in trunks for b in t.branches}
         for run in todo:
@@ -390,6 +392,23 @@ def wait_for(runs: Sequence[Run], poll_s: float = 1.0, timeout_s: float | None =
         if timeout_s is not None and time.time() - start > timeout_s:
             return states
         time.sleep(poll_s)
+
+
+def fit_warnings(runs: Sequence[Run], actions: dict[str, str], cluster: ClusterConfig) -> list[str]:
+    """One line per run to submit whose per-GPU memory estimate (llada_lightning/planning) exceeds the cluster's
+    `gpu_memory_gb`; none without that figure."""
+    if cluster.gpu_memory_gb is None:
+        return []
+    from llada_lightning.planning.memory import GB
+    from llada_lightning.planning.proposal import fit_warning
+
+    lines = []
+    for run in runs:
+        if actions[run.signature].startswith("submit"):
+            line = fit_warning(run.cfg, cluster.gpu_memory_gb * GB, f"{run.name} ({run.signature})")
+            if line:
+                lines.append(line)
+    return lines
 
 
 def print_plan(runs: Sequence[Run], actions: dict[str, str], out: Any, trunks: Sequence[Trunk] = ()) -> None:

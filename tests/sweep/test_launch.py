@@ -77,3 +77,16 @@ def test_plan_relaunches_cancelled_runs(tmp_path: Path) -> None:
     runs = expand(load_spec(write_spec(tmp_path)))
     actions = plan(runs, {r.signature: RunStatus(state="cancelled") for r in runs})
     assert set(actions.values()) == {"submit (cancelled)"}
+
+
+def test_dry_run_warns_once_per_run_that_will_not_fit_the_clusters_gpus(tmp_path: Path, capsys) -> None:
+    grid = "  model: [smdm-6m, smdm-1028m]\n  data.seq_len: [2048]\n  train.batch_size: [16]"
+    spec = write_spec(tmp_path, grid=grid, name="big")
+    gpus = ["cluster.gpus_per_node=8", "train.devices=8", "train.precision=bf16-mixed"]
+    assert main(["sweep", "launch", spec, "--dry-run", f"root={tmp_path}", *gpus]) == 0
+    assert "warning" not in capsys.readouterr().out  # no cluster.gpu_memory_gb: no check
+    assert main(["sweep", "launch", spec, "--dry-run", f"root={tmp_path}", *gpus, "cluster.gpu_memory_gb=80"]) == 0
+    warnings = [line for line in capsys.readouterr().out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "llada-m1028" in warnings[0] and "of 80 GB" in warnings[0], warnings
+    assert "fits with train.batch_size=8 train.accumulate_grad_batches=2" in warnings[0]
+    assert not (tmp_path / "big").exists() or not any((tmp_path / "big").glob("*/job.json"))  # nothing submitted
