@@ -82,6 +82,13 @@ def steps_for_budget(flops_budget: float, cfg: ModelConfig, seq_len: int, tokens
     return math.floor(flops_budget / (flops_per_token(cfg, seq_len, convention, training=True) * tokens_per_step))
 
 
+def mfu(flops: float, seconds: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: model FLOPs done per second over the hardware's peak FLOP/s (Chowdhery et al. 2022,
+    PaLM App. B). `flops` in the "full" convention (every matmul, the head, dense attention; recomputation of
+    checkpointed activations not counted), `peak_flops` the peak of all the devices that did them."""
+    return flops / seconds / peak_flops
+
+
 def tokens_per_step(cfg: RunConfig) -> int:
     """Tokens consumed by one optimizer step across all devices (every sequence counted at full length)."""
     t = cfg.train

@@ -186,3 +186,25 @@ def test_budget_helpers() -> None:
 def test_flops_module_does_not_import_torch() -> None:
     code = "import sys, llada_lightning.flops; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("name", "peak"), [
+    ("NVIDIA H100 80GB HBM3", 989e12),  # SXM
+    ("NVIDIA H100 PCIe", 756e12),
+    ("NVIDIA H200", 989e12),
+    ("NVIDIA A100-SXM4-80GB", 312e12),
+    ("NVIDIA A10G", 125e12),  # not the A100's
+    ("NVIDIA L40S", 362e12),
+    ("Tesla V100-SXM2-32GB", 125e12),
+    ("NVIDIA GeForce RTX 3090", None),  # unknown: MFU needs train.peak_flops
+])  # fmt: skip
+def test_gpu_peaks_match_device_names_most_specific_first(name: str, peak: float | None) -> None:
+    from llada_lightning.hardware import peak_flops_for
+
+    assert peak_flops_for(name) == peak
+
+
+def test_mfu_is_flops_per_second_over_peak() -> None:
+    from llada_lightning.flops import mfu
+
+    assert mfu(4e12, 2.0, 1e13) == pytest.approx(0.2)

@@ -143,6 +143,9 @@ class TrainConfig:
     deterministic: bool = False
     compile: bool = False
     loss_guard: bool = True  # stop with a clear error when the training loss becomes NaN/inf
+    # peak FLOP/s of one device, for the MFU logged as perf/mfu; None: the GPU's dense bf16 peak from the table of
+    # llada_lightning/hardware.py, or no MFU (CPU, an unknown GPU)
+    peak_flops: float | None = None
 
 
 @dataclass

@@ -15,6 +15,7 @@ NON_RESULT_KEYS = (
     "runs_root",
     "data.cache_dir",
     "data.num_workers",
+    "train.peak_flops",  # only the logged MFU's denominator
     "train.log_every_n_steps",
     "train.progress_bar",
     "train.ckpt_every_n_steps",

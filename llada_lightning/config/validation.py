@@ -177,6 +177,7 @@ def _validate_train(cfg: RunConfig) -> None:
         )
     _positive("train.max_steps", t.max_steps)
     _positive("train.flops_budget", t.flops_budget)
+    _positive("train.peak_flops", t.peak_flops)
     if t.flops_budget is not None:
         steps = total_steps(cfg)
         if steps < 1:

@@ -19,6 +19,7 @@ from llada_lightning.config.schema import RunConfig
 from llada_lightning.flops import (
     CONVENTIONS,
     flops_per_token,
+    mfu,
     param_counts,
     tokens_per_step,
     total_steps,
@@ -84,7 +85,9 @@ class BaseModule(L.LightningModule):
         self.initial_val: dict[str, float] = {}  # the untrained model's score (train.validate_at_start)
         self.wall_time_before = 0.0  # seconds spent in earlier (pre-resume) segments of this run
         self._fit_start = time.perf_counter()
-        self._last_log: tuple[float, int, int] | None = None  # (time, step, tokens) of the last log
+        # (time, step, tokens, full-convention FLOPs) at the last log
+        self._last_log: tuple[float, int, int, float] | None = None
+        self.peak_flops: float | None = None  # of all devices together, for perf/mfu (resolved at train start)
         self._loss_sum: torch.Tensor | None = None  # micro-batch losses since the last log (no device sync)
         self._loss_count = 0
         self._interval: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the last log
@@ -183,11 +186,12 @@ class BaseModule(L.LightningModule):
         if self.trained.steps != self.global_step:  # a checkpoint without the count: recount from step 0
             self.trained = self.count_trained(self.global_step)
         self._last_log, self._interval = None, None
+        self.peak_flops = self._peak_flops()
         self._loss_sum, self._loss_count = None, 0
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._last_log is None:  # the segment's first step starts: its first tokens/s is measured from here
-            self._last_log = (time.perf_counter(), self.global_step, self.trained.tokens)
+            self._last_log = (time.perf_counter(), self.global_step, self.trained.tokens, self._flops_full())
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Log the interval's metrics at `global_step` (steps completed, 1-based), as the console shows it.
@@ -221,9 +225,13 @@ class BaseModule(L.LightningModule):
             metrics["train/loss"] = float(self._loss_sum) / self._loss_count
         self._loss_sum, self._loss_count = None, 0
         now, tokens = time.perf_counter(), self.trained.tokens
+        flops = metrics["progress/flops_full"]
         if self._last_log is not None and step > self._last_log[1]:
-            metrics["perf/tokens_per_s"] = (tokens - self._last_log[2]) / max(now - self._last_log[0], 1e-9)
-        self._last_log = (now, step, tokens)
+            seconds = max(now - self._last_log[0], 1e-9)
+            metrics["perf/tokens_per_s"] = (tokens - self._last_log[2]) / seconds
+            if self.peak_flops:
+                metrics["perf/mfu"] = mfu(flops - self._last_log[3], seconds, self.peak_flops)
+        self._last_log = (now, step, tokens, flops)
         metrics["lr"] = self.optimizers().param_groups[0]["lr"]  # type: ignore[union-attr]
         datamodule = getattr(self.trainer, "datamodule", None)
         if datamodule is not None and hasattr(datamodule, "samples_consumed_to_epochs"):
@@ -244,6 +252,19 @@ class BaseModule(L.LightningModule):
             flops = training_flops(self.cfg.model, trained.tokens, trained.token_context, convention)
             metrics[f"progress/flops_{convention}"] = flops
         return metrics
+
+    def _flops_full(self) -> float:
+        """Training FLOPs (full convention) of what has been trained so far."""
+        return training_flops(self.cfg.model, self.trained.tokens, self.trained.token_context, "full")
+
+    def _peak_flops(self) -> float | None:
+        """Peak FLOP/s of all devices: train.peak_flops per device, else the GPU's dense bf16 peak (hardware.py),
+        else None (no MFU is logged)."""
+        from llada_lightning.hardware import device_peak_flops
+
+        per_device = self.cfg.train.peak_flops or device_peak_flops(self.device)
+        world = self.trainer.world_size if self._trainer is not None else 1
+        return per_device * world if per_device else None
 
     def wall_time(self) -> float:
         return self.wall_time_before + (time.perf_counter() - self._fit_start)

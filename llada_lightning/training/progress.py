@@ -123,6 +123,9 @@ class LineProgress(Callback):
         tps = metrics.get("perf/tokens_per_s")
         if tps is not None and math.isfinite(tps):
             parts.append(f"{tps:,.0f} tok/s")
+        mfu = metrics.get("perf/mfu")
+        if mfu is not None and math.isfinite(mfu):
+            parts.append(f"MFU {100 * mfu:.1f}%")
         parts.append(f"elapsed {format_duration(elapsed)}")
         eta = eta_seconds(step - self._step0, self.total - step, elapsed)
         if eta is not None:

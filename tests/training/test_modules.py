@@ -13,6 +13,7 @@ import torch
 
 from llada_lightning.config import ModelConfig, ObjectiveConfig, RunConfig
 from llada_lightning.config.compose import compose
+from llada_lightning.flops import flops_per_token
 from llada_lightning.objectives.arm import ARMObjective
 from llada_lightning.training.modules import ARMModule, LLaDAModule
 from llada_lightning.training.run import train
@@ -84,6 +85,7 @@ LOGGED = [
     "train.val_every_n_steps=2",
     "train.val_batches=1",
     "train.progress_bar=true",  # stdout is not a terminal: plain lines
+    "train.peak_flops=1e9",  # MFU is logged against it (no GPU here)
 ]
 
 
@@ -127,6 +129,16 @@ def test_tensorboard_console_and_progress_file_count_steps_completed(logged_run)
     assert record["step"] == 4
     assert record["train/loss"] == pytest.approx(tb["train/loss"][4], rel=1e-6)
     assert record["val/loss"] == pytest.approx(tb["val/loss"][4], rel=1e-6)
+
+
+def test_mfu_is_the_full_convention_flops_per_second_over_the_peak(logged_run) -> None:
+    run_dir, _, out = logged_run
+    tb = _scalars(run_dir)
+    per_token = flops_per_token(compose(LOGGED).model, 32, "full")  # an ARM: every token at full length
+    assert sorted(tb["perf/mfu"]) == [2, 4]
+    for step, value in tb["perf/mfu"].items():
+        assert value == pytest.approx(tb["perf/tokens_per_s"][step] * per_token / 1e9, rel=1e-4)
+        assert f"MFU {100 * value:.1f}%" in out
 
 
 def test_logged_train_loss_is_the_mean_over_the_log_interval(logged_run) -> None:

@@ -45,6 +45,11 @@ def test_line_has_elapsed_and_eta_from_the_rate_of_this_segment() -> None:
     assert line.line(40, metrics, 60.0) == "step 40/100  loss 1.5000  1,234 tok/s  elapsed 1m00s  eta 3m00s"
 
 
+def test_line_shows_mfu_when_a_peak_is_known() -> None:
+    metrics = {"train/loss": 1.5, "perf/tokens_per_s": 1000.0, "perf/mfu": 0.41234}
+    assert "1,000 tok/s  MFU 41.2%  elapsed" in LineProgress(every=1, total=4).line(2, metrics, 2.0)
+
+
 @pytest.mark.parametrize("metrics", [{"train/loss": 2.0}, {"train/loss": 2.0, "perf/tokens_per_s": math.nan}])
 def test_line_leaves_out_a_tokens_per_s_not_known_yet(metrics: dict[str, float]) -> None:
     shown = LineProgress(every=1, total=4).line(1, metrics, 2.0)
@@ -61,7 +66,7 @@ def test_plain_log_shows_tokens_per_s_from_its_first_line_and_never_nan(tmp_path
     assert [line.split()[1] for line in lines] == ["2/4", "4/4"]
     for line in lines:
         assert "tok/s" in line and "elapsed " in line and "eta " in line, line
-    assert "nan" not in out
+    assert "nan" not in out and "MFU" not in out  # no GPU and no train.peak_flops: no MFU
 
 
 @pytest.fixture
