@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--root", default="runs/sweeps")
     q.add_argument("--lines", type=int, default=40)
     p.set_defaults(func=_cmd_sweep)
+    from llada_lightning.bench.cli import register as register_bench
     from llada_lightning.data.cli import register as register_data
     from llada_lightning.experiments.cli import register as register_experiment
     from llada_lightning.inference.cli import register as register_inference
@@ -212,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_inference(sub)
     register_export(sub)
     register_plan(sub)
+    register_bench(sub)
     register_scaling(sub)
     register_study(sub)
     register_experiment(sub)
