@@ -25,6 +25,8 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
@@ -397,13 +399,21 @@ def run_shards(out: Path, todo: list[int], workers: int, *, verify: bool = False
         for i in todo:
             done(*_work((str(out), i, verify)))
         return written, busy, tokens
-    pool = multiprocessing.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker)
+    # spawn: workers start clean (no forked tokenizer threads or locks); a worker that dies (OOM, kill) breaks the pool
+    # with an error rather than hanging it, as multiprocessing.Pool would
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_init_worker)
     try:
-        for result in pool.imap_unordered(_work, [(str(out), i, verify) for i in todo]):
-            done(*result)
-    finally:
-        pool.terminate()  # on an error in one shard: the others stop; done shards stay done
-        pool.join()
+        for future in as_completed([pool.submit(_work, (str(out), i, verify)) for i in todo]):
+            try:
+                done(*future.result())
+            except BrokenProcessPool as exc:
+                raise RuntimeError(
+                    "a worker process died (killed, or out of memory) while writing shards; rerun to finish them "
+                    "(done shards are kept), with fewer --workers if memory ran out"
+                ) from exc
+    finally:  # on an error: shards not started are cancelled, those being written finish; done shards stay done
+        pool.shutdown(wait=True, cancel_futures=True)
     return written, busy, tokens
 
 
