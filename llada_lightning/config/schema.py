@@ -107,6 +107,16 @@ class ObjectiveConfig:
 
 
 @dataclass
+class FSDPConfig:
+    """`train.strategy=fsdp` (training/strategy.py): FSDP2 `fully_shard` on each Transformer block, then the root."""
+
+    # full (FULL_SHARD: parameters, gradients and optimizer states sharded; parameters regathered in the backward)
+    # | grad-op (SHARD_GRAD_OP: parameters kept gathered from the forward to the backward) | hybrid (HYBRID_SHARD:
+    # sharded within a node, replicated across train.num_nodes nodes)
+    sharding: str = "full"
+
+
+@dataclass
 class TrainConfig:
     """Optimisation, duration, precision, logging, checkpointing and devices."""
 
@@ -138,7 +148,9 @@ class TrainConfig:
     accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1
-    strategy: str = "auto"  # auto | ddp | fsdp
+    strategy: str = "auto"  # auto | ddp | fsdp (sharded per block: train.fsdp, training/strategy.py)
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+    activation_checkpointing: bool = False  # recompute each Transformer block in the backward (less memory)
     progress_bar: bool = True
     deterministic: bool = False
     compile: bool = False

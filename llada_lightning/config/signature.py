@@ -20,6 +20,7 @@ NON_RESULT_KEYS = (
     "train.progress_bar",
     "train.ckpt_every_n_steps",
     "train.val_every_n_steps",
+    "train.activation_checkpointing",  # recomputes the same block forward in the backward: memory, not numbers
 )
 
 # Keys added after runs were stored, with the default that reproduces those runs: a key at this default is left
@@ -31,8 +32,8 @@ ADDED_KEYS: dict[str, Any] = {
     "data.paths": None,
     "data.weights": None,
 }
-# Whole groups added later: left out of the signature while every key holds its default.
-ADDED_GROUPS = ("sft",)
+# Whole groups added later (dotted: nested ones too): left out of the signature while every key holds its default.
+ADDED_GROUPS = ("sft", "train.fsdp")
 
 
 def result_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -52,7 +53,10 @@ def result_dict(cfg: RunConfig) -> dict[str, Any]:
         _pop(tree, dotted, only_if=default)
     defaults = dataclasses.asdict(RunConfig())
     for group in ADDED_GROUPS:
-        _pop(tree, group, only_if=defaults[group])
+        default: Any = defaults
+        for key in group.split("."):
+            default = default[key]
+        _pop(tree, group, only_if=default)
     return tree
 
 

@@ -14,6 +14,7 @@ from llada_lightning.models.attention import BACKENDS
 from llada_lightning.models.initialization import INIT_SCHEMES
 from llada_lightning.objectives.registry import validate_objective_config
 from llada_lightning.training.lr_schedule import LR_SCHEDULES
+from llada_lightning.training.strategy import validate_strategy_config
 
 STRATEGIES = ("auto", "ddp", "fsdp", "ddp_spawn", "single_device")  # Lightning's names for these strategies
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")  # Lightning's
@@ -160,6 +161,7 @@ def _validate_train(cfg: RunConfig) -> None:
     _one_of("train.lr_schedule", t.lr_schedule, LR_SCHEDULES)
     _one_of("train.strategy", t.strategy, STRATEGIES)
     _one_of("train.precision", t.precision, PRECISIONS)
+    validate_strategy_config(t)  # fsdp: world size, precision, sharding (training/strategy.py)
     _one_of("attention.backend", cfg.attention.backend, BACKENDS)
     if cfg.attention.backend == "flash" and importlib.util.find_spec("flash_attn") is None:
         raise ConfigError(

@@ -28,6 +28,7 @@ from llada_lightning.flops import (
 from llada_lightning.models import build_model
 from llada_lightning.objectives import build_objective
 from llada_lightning.training.lr_schedule import lr_multiplier, warmup_steps
+from llada_lightning.training.strategy import parallelize
 
 # Validation mask draws depend on this constant only (not on the training seed), so every run of a
 # study is scored on the same masks and validation numbers are comparable across runs.
@@ -93,6 +94,11 @@ class BaseModule(L.LightningModule):
         self._interval: tuple[int, dict[str, float]] | None = None  # (step, metrics) of the last log
         # SFT runs: the padded length of micro-batch (step, micro, rank), from the data module's order
         self.sft_lengths: Callable[[int, int, int], int] | None = None
+
+    def configure_model(self) -> None:
+        """Activation checkpointing and FSDP sharding (train.activation_checkpointing, train.strategy=fsdp), applied
+        to the plain backbone from outside (training/strategy.py); a no-op when neither is set, idempotent."""
+        parallelize(self.model, self.cfg.train, self.device_mesh)
 
     # -- training ---------------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -35,6 +35,7 @@ from llada_lightning.training.modules import BaseModule, build_module
 from llada_lightning.training.preemption import Preempted, PreemptionHandler
 from llada_lightning.training.progress import ProgressFile, progress_callback, resume_line, start_banner
 from llada_lightning.training.quiet import quiet_lightning
+from llada_lightning.training.strategy import build_strategy, trainer_precision
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -94,8 +95,8 @@ def _trainer(
         accelerator=t.accelerator,
         devices=t.devices,
         num_nodes=t.num_nodes,
-        strategy=t.strategy,
-        precision=t.precision,  # type: ignore[arg-type]
+        strategy=build_strategy(t),  # fsdp: FSDP2 per block (training/strategy.py)
+        precision=trainer_precision(t),  # type: ignore[arg-type]
         max_steps=steps,
         max_epochs=-1,
         val_check_interval=val_every * t.accumulate_grad_batches,

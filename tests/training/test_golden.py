@@ -27,6 +27,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -54,14 +55,15 @@ REGENERATE = ".venv/bin/python tests/training/test_golden.py --regenerate"
 RTOL = 1e-5
 
 
-def run_curve(objective: str, run_dir: Path, threads: int = 1) -> dict[str, list[float]]:
-    """Train the fixed tiny run on `threads` torch threads; its per-step `train/loss` and `lr` from TensorBoard."""
+def run_curve(objective: str, run_dir: Path, threads: int = 1, overrides: Sequence[str] = ()) -> dict[str, list[float]]:
+    """Train the fixed tiny run (plus `overrides` that must not move it) on `threads` torch threads; its per-step
+    `train/loss` and `lr` from TensorBoard."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        result = train(compose([f"objective={objective}", *OVERRIDES, f"run_dir={run_dir}"]))
+        result = train(compose([f"objective={objective}", *OVERRIDES, *overrides, f"run_dir={run_dir}"]))
     finally:
         torch.set_num_threads(before)
     assert result["status"] == "done", result
