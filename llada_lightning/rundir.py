@@ -84,6 +84,25 @@ def last_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINTS / LAST_CHECKPOINT
 
 
+# A sharded checkpoint (train.strategy=fsdp) is a directory: torch.distributed.checkpoint's shards and `.metadata`,
+# and Lightning's `meta.pt` holding everything but the weights and optimizer states (lightning/fabric/utilities/load.py
+# `_METADATA_FILENAME`, written last, after every shard).
+SHARDED_META = "meta.pt"
+
+
+def checkpoint_exists(path: str | Path) -> bool:
+    """Whether `path` holds a checkpoint: a file, or a sharded checkpoint directory."""
+    path = Path(path)
+    return path.is_file() or (path / SHARDED_META).is_file()
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """The file holding a checkpoint's `global_step`, hyper-parameters and callback states: the checkpoint itself,
+    or the `meta.pt` of a sharded checkpoint directory."""
+    path = Path(path)
+    return path / SHARDED_META if path.is_dir() else path
+
+
 def tokenizer_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / TOKENIZER
 
@@ -342,7 +361,7 @@ def summarize(run_dir: str | Path) -> RunSummary:
         row.status = result.status
     elif RunLock(path).is_held():
         row.status = "running"
-    elif progress or last_checkpoint(path).is_file() or result is not None:
+    elif progress or checkpoint_exists(last_checkpoint(path)) or result is not None:
         row.status = "stopped"
     if result is not None and result.done:
         row.objective, row.model = result.objective or row.objective, result.model or row.model

@@ -102,7 +102,6 @@ class LoadedRun:
 def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | None = None) -> LoadedRun:
     """Load `run_dir` (written by `llada train`, or a Hugging Face model directory) onto `device`; `checkpoint`
     overrides `checkpoints/last.ckpt`."""
-    import torch
 
     from llada_lightning.config.compose import load_run_config
     from llada_lightning.data.tokenizer import eos_id, load_tokenizer
@@ -126,7 +125,7 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
         )
     cfg = load_run_config(config_path)
     ckpt_path = Path(checkpoint).expanduser() if checkpoint is not None else root / CHECKPOINT
-    if not ckpt_path.is_file():
+    if not ckpt_path.exists():
         raise ConfigError(
             f"{root}: no checkpoint at {ckpt_path}; train the run first (`llada train ... run_dir={root}`) "
             "or wait for its first checkpoint (train.ckpt_every_n_steps)"
@@ -143,10 +142,17 @@ def load_run(run_dir: str | Path, device: str = "cpu", checkpoint: str | Path | 
             f"{cfg.model.vocab_size} outputs; restore the tokenizer.json this run was trained with"
         )
 
-    if ckpt_path.stat().st_size == 0:
+    if ckpt_path.is_file() and ckpt_path.stat().st_size == 0:
         raise ConfigError(f"{ckpt_path}: empty file (0 bytes), not a checkpoint; restore it or retrain the run")
+    if ckpt_path.is_dir() and not rundir.checkpoint_exists(ckpt_path):
+        raise ConfigError(
+            f"{ckpt_path}: a directory without {rundir.SHARDED_META}, not a sharded checkpoint of `llada train`; "
+            "restore it or retrain the run"
+        )
     try:
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        from llada_lightning.training.checkpoint import read_checkpoint
+
+        ckpt = read_checkpoint(ckpt_path, map_location=device)  # a file, or a sharded (fsdp) directory
     except Exception as exc:  # unpickling errors of many kinds: report the file, not a traceback
         detail = _first_line(exc).split(". ")[0]  # torch's messages go on with advice on many sentences
         raise ConfigError(f"{ckpt_path}: not a readable checkpoint ({detail}); restore it or retrain the run") from exc

@@ -40,7 +40,7 @@ class ParentRun:
 def resolve_parent(spec: str) -> ParentRun:
     """The parent run of `sft.parent=spec` (a run directory or a checkpoint in one), checked to be usable."""
     path = Path(spec).expanduser()
-    if path.is_file():
+    if path.is_file() or (path.is_dir() and rundir.checkpoint_exists(path)):  # a file, or a sharded checkpoint
         run_dir = path.parent.parent if path.parent.name == rundir.CHECKPOINTS else path.parent
         checkpoint = path
     elif path.is_dir():
@@ -50,7 +50,7 @@ def resolve_parent(spec: str) -> ParentRun:
     run_dir = run_dir.resolve()
     if not rundir.config_path(run_dir).is_file():
         raise ConfigError(f"sft.parent={spec!r}: {run_dir} has no {rundir.CONFIG}; {PARENT_FIX}")
-    if not checkpoint.is_file():
+    if not rundir.checkpoint_exists(checkpoint):
         raise ConfigError(
             f"sft.parent={spec!r}: no checkpoint at {checkpoint}; finish (or resume) the parent run first, or pass one "
             "of its checkpoint files"

@@ -51,7 +51,8 @@ def dependency(run: dict[str, Any]) -> tuple[str, str]:
     if not after:
         return "ready", ""
     run_dir = Path(run["run_dir"])
-    if rundir.branch_checkpoint(after["trunk"], after["step"]).is_file() or rundir.last_checkpoint(run_dir).is_file():
+    trunk_checkpoint = rundir.branch_checkpoint(after["trunk"], after["step"])
+    if rundir.checkpoint_exists(trunk_checkpoint) or rundir.checkpoint_exists(rundir.last_checkpoint(run_dir)):
         return "ready", ""
     state = run_status(Path(after["trunk"]))
     if state.state in ("queued", "running", "preempted", "unknown"):

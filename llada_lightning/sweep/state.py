@@ -134,7 +134,7 @@ def run_status(run_dir: Path, slurm: dict[str, str] | None = None) -> RunStatus:
     if executor == "slurm":
         state = (slurm or {}).get(status.job_id, "UNKNOWN")
         mapped = _SLURM.get(state, "unknown")
-        if mapped == "queued" and rundir.last_checkpoint(run_dir).is_file():
+        if mapped == "queued" and rundir.checkpoint_exists(rundir.last_checkpoint(run_dir)):
             mapped = "preempted"  # back in the queue after a requeue, with a checkpoint to resume
         if mapped == "failed" and job.get("cancelled"):
             mapped = "cancelled"

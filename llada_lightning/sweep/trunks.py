@@ -116,12 +116,12 @@ def trunk_progress(trunk_dir: Path) -> int:
     if result.get("status") == "done" and isinstance(result.get("steps"), int):
         return int(result["steps"])
     last = rundir.last_checkpoint(trunk_dir)
-    if not last.is_file():
+    if not rundir.checkpoint_exists(last):
         return 0
     import torch  # only for a trunk interrupted mid-way whose plan changed: its exact step is in the checkpoint
 
     try:
-        return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+        return int(torch.load(rundir.checkpoint_file(last), map_location="cpu", weights_only=False)["global_step"])
     except Exception:  # unreadable: the trunk fails on it and says so; nothing here depends on the step
         return 0
 
@@ -138,8 +138,8 @@ def served(trunk: Trunk, needing: list[Branch], active: bool) -> list[Branch]:
 
 def needs_trunk(branch: Branch, trunk: Trunk) -> bool:
     """A branch that has not started yet (no checkpoint of its own) needs its trunk's checkpoint."""
-    started = rundir.last_checkpoint(branch.run.run_dir).is_file()
-    return not started and not rundir.branch_checkpoint(trunk.run.run_dir, branch.step).is_file()
+    started = rundir.checkpoint_exists(rundir.last_checkpoint(branch.run.run_dir))
+    return not started and not rundir.checkpoint_exists(rundir.branch_checkpoint(trunk.run.run_dir, branch.step))
 
 
 def prepare_trunk(trunk: Trunk) -> None:
@@ -154,7 +154,7 @@ def prepare_trunk(trunk: Trunk) -> None:
 
 def prepare_branch(branch: Branch, trunk: Trunk) -> None:
     """A branch that has not started records its trunk; one already started keeps what it started from."""
-    if rundir.last_checkpoint(branch.run.run_dir).is_file():
+    if rundir.checkpoint_exists(rundir.last_checkpoint(branch.run.run_dir)):
         return
     rundir.write_branch_record(branch.run.run_dir, trunk.run.run_dir, branch.step, trunk.steps)
 
@@ -162,7 +162,7 @@ def prepare_branch(branch: Branch, trunk: Trunk) -> None:
 def unshare(run: Run) -> None:
     """A run launched without sharing trains on its own: drop a branch record it has not started from."""
     path = rundir.branch_path(run.run_dir)
-    if path.is_file() and not rundir.last_checkpoint(run.run_dir).is_file():
+    if path.is_file() and not rundir.checkpoint_exists(rundir.last_checkpoint(run.run_dir)):
         path.unlink()
 
 
@@ -177,9 +177,9 @@ def trunk_dirs(directory: Path) -> list[Path]:
 def trunk_failure(run_dir: Path, trunk_state: str, trunk_detail: str) -> str:
     """Why a branch in `run_dir` cannot start, given its trunk's state ("" if it still may)."""
     record = rundir.branch_record(run_dir) or {}
-    if not record or rundir.last_checkpoint(run_dir).is_file():
+    if not record or rundir.checkpoint_exists(rundir.last_checkpoint(run_dir)):
         return ""
-    if rundir.branch_checkpoint(record["trunk"], record["step"]).is_file():
+    if rundir.checkpoint_exists(rundir.branch_checkpoint(record["trunk"], record["step"])):
         return ""
     name = Path(str(record["trunk"])).name
     if trunk_state in ("failed", "cancelled"):

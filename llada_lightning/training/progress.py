@@ -73,7 +73,8 @@ def checkpoint_step(path: Path) -> int | None:
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        meta = path / "meta.pt" if path.is_dir() else path  # a sharded checkpoint (fsdp): Lightning's meta.pt
+        checkpoint = torch.load(meta, map_location="cpu", weights_only=False, mmap=True)
     except Exception:  # noqa: BLE001 - unreadable here means Lightning reports it when it restores
         return None
     step = checkpoint.get("global_step") if isinstance(checkpoint, dict) else None

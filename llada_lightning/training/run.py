@@ -30,7 +30,12 @@ from llada_lightning.rundir import RunLock, RunResult, read_result, write_result
 from llada_lightning.sft.datamodule import SFTDataModule
 from llada_lightning.sft.parent import load_parent_weights, resolve_parent
 from llada_lightning.training import trunk
-from llada_lightning.training.checkpoint import AtomicCheckpoint, check_readable, unreadable_checkpoint
+from llada_lightning.training.checkpoint import (
+    AtomicCheckpoint,
+    check_readable,
+    recover_checkpoint,
+    unreadable_checkpoint,
+)
 from llada_lightning.training.modules import BaseModule, build_module
 from llada_lightning.training.preemption import Preempted, PreemptionHandler
 from llada_lightning.training.progress import ProgressFile, progress_callback, resume_line, start_banner
@@ -216,6 +221,15 @@ def _check_accelerator(cfg: RunConfig) -> None:
         )
 
 
+def _shard_failure(exc: BaseException) -> str:
+    """The first rank's failure inside a CheckpointException (`failures`: rank -> (exception, stack))."""
+    failures = getattr(exc, "failures", None) or {}
+    for rank, failure in sorted(failures.items()):
+        cause = failure[0] if isinstance(failure, tuple) else failure
+        return f"rank {rank}: {first_line(cause)}"
+    return first_line(exc)
+
+
 def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
     done = read_result(run_dir)
     if done is not None and done.done:
@@ -239,8 +253,9 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
     if isinstance(dm, SFTDataModule):
         module.sft_lengths = dm.batch_length
     if rundir.is_rank_zero():
+        recover_checkpoint(ckpt.last_path)  # a kill while a sharded checkpoint was moved into place
         trunk.seed_branch(run_dir)  # a WSD branch's first start: its trunk's checkpoint becomes its last.ckpt
-    resume = ckpt.last_path if ckpt.last_path.is_file() else None
+    resume = ckpt.last_path if ckpt.last_path.exists() else None  # a file, or a sharded directory (fsdp)
     if resume is not None:
         check_readable(resume)  # empty, truncated or foreign: one line, and the file is left as it is
     if trainer.is_global_zero:  # set by the Trainer for every launcher (srun, torchrun, Lightning's own)
@@ -261,6 +276,10 @@ def _train(cfg: RunConfig, run_dir: Path) -> RunResult:
     except RuntimeError as exc:  # an archive whose structure is whole but whose tensors are corrupt
         if resume is not None and "PytorchStreamReader" in str(exc):
             raise unreadable_checkpoint(resume, first_line(exc).split(". ")[0]) from exc
+        raise
+    except BaseException as exc:  # torch.distributed.checkpoint's CheckpointException (a BaseException): a bad shard
+        if resume is not None and resume.is_dir() and type(exc).__name__ == "CheckpointException":
+            raise unreadable_checkpoint(resume, _shard_failure(exc)) from exc
         raise
     finally:
         preemption.uninstall()

@@ -20,7 +20,6 @@ A branch's `result.json` adds two keys (in `flops_convention`):
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,17 +29,23 @@ from lightning.pytorch.callbacks import Callback
 
 from llada_lightning import rundir
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.training.checkpoint import remove_checkpoint, replace_checkpoint
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy `src` to `dst` through a temporary file renamed over it: a kill leaves no half-written `dst`."""
+    """Copy the checkpoint `src` (a file, or a sharded directory) to `dst` through a temporary copy moved over it:
+    a kill leaves no half-written `dst`."""
     tmp = dst.with_name(f".{dst.name}.tmp")
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        remove_checkpoint(tmp)
+        if src.is_dir():
+            shutil.copytree(src, tmp)
+        else:
+            shutil.copyfile(src, tmp)
+        replace_checkpoint(tmp, dst)
     finally:
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            remove_checkpoint(tmp)
 
 
 class BranchCheckpoints(Callback):
@@ -51,12 +56,12 @@ class BranchCheckpoints(Callback):
         self.steps = set(steps)
 
     def _missing(self, step: int) -> bool:
-        return step in self.steps and not rundir.branch_checkpoint(self.run_dir, step).is_file()
+        return step in self.steps and not rundir.checkpoint_exists(rundir.branch_checkpoint(self.run_dir, step))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # resumed from a last.ckpt saved at a branch step whose branch checkpoint a kill prevented: the same state
         last = rundir.last_checkpoint(self.run_dir)
-        if trainer.is_global_zero and self._missing(trainer.global_step) and last.is_file():
+        if trainer.is_global_zero and self._missing(trainer.global_step) and rundir.checkpoint_exists(last):
             _copy_atomic(last, rundir.branch_checkpoint(self.run_dir, trainer.global_step))
 
     def on_train_batch_end(
@@ -68,9 +73,12 @@ class BranchCheckpoints(Callback):
         path = rundir.branch_checkpoint(self.run_dir, step)
         tmp = path.with_name(f".{path.name}.tmp")
         path.parent.mkdir(parents=True, exist_ok=True)
+        if trainer.is_global_zero:
+            remove_checkpoint(tmp)  # a sharded save a kill interrupted: no stale shard may join the new one
+        trainer.strategy.barrier("branch_checkpoint_clean")
         trainer.save_checkpoint(tmp, weights_only=False)  # at a step boundary, as last.ckpt: resumable
         if trainer.is_global_zero:
-            os.replace(tmp, path)
+            replace_checkpoint(tmp, path)
         trainer.strategy.barrier("branch_checkpoint")
 
 
@@ -86,10 +94,10 @@ def seed_branch(run_dir: Path) -> None:
     """A branch that has no `last.ckpt` yet starts from its trunk's checkpoint at its branch step."""
     record = rundir.branch_record(run_dir)
     last = rundir.last_checkpoint(run_dir)
-    if not record or last.is_file():
+    if not record or last.exists():
         return
     source = rundir.branch_checkpoint(record["trunk"], record["step"])
-    if not source.is_file():
+    if not rundir.checkpoint_exists(source):
         raise ConfigError(
             f"{run_dir} branches off trunk {record['trunk']} at step {record['step']}, but {source} does not exist; "
             "let the trunk reach that step (relaunch the sweep), or delete branch.json to train this run on its own"

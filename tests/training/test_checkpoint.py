@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -13,7 +14,15 @@ import torch
 
 from llada_lightning.config.compose import compose
 from llada_lightning.config.errors import ConfigError
-from llada_lightning.training.checkpoint import LAST, TMP, AtomicCheckpoint, check_readable
+from llada_lightning.training.checkpoint import (
+    LAST,
+    TMP,
+    AtomicCheckpoint,
+    check_readable,
+    recover_checkpoint,
+    replace_checkpoint,
+)
+from llada_lightning.training.progress import checkpoint_step
 from llada_lightning.training.run import train
 
 TINY = [
@@ -160,3 +169,67 @@ def test_resume_from_a_checkpoint_with_a_corrupt_tensor_is_one_line_and_keeps_it
     assert message.startswith(f"{ckpt} is not a readable checkpoint (PytorchStreamReader failed reading file ")
     assert message.endswith("; move it away to restart this run from scratch, or restore it")
     assert ckpt.read_bytes() == bytes(data)
+
+
+# -- sharded checkpoints (train.strategy=fsdp): a directory of shards, `.metadata` and Lightning's `meta.pt` --------
+
+
+def _sharded(path: Path, step: int) -> Path:
+    """A stand-in for a sharded checkpoint directory: what check_readable and the moves look at."""
+    path.mkdir(parents=True)
+    (path / ".metadata").write_bytes(b"index")
+    (path / "__0_0.distcp").write_bytes(f"shard of step {step}".encode())
+    torch.save({"global_step": step}, path / "meta.pt")
+    return path
+
+
+def _save_sharded(step: int):
+    def save(path, weights_only=False):  # as ModelParallelStrategy.save_checkpoint: mkdir(exist_ok), shards, meta.pt
+        Path(path).mkdir(exist_ok=True)
+        (Path(path) / ".metadata").write_bytes(b"index")
+        (Path(path) / "__0_0.distcp").write_bytes(f"shard of step {step}".encode())
+        torch.save({"global_step": step}, Path(path) / "meta.pt")
+
+    return save
+
+
+def test_a_sharded_checkpoint_directory_replaces_the_previous_one_whole(tmp_path: Path) -> None:
+    ckpt = AtomicCheckpoint(tmp_path, every_n_steps=1)
+    _sharded(tmp_path / TMP, 0).joinpath("__7_0.distcp").write_bytes(b"stale shard of a killed save")
+    ckpt.save(_trainer(_save_sharded(1)))
+    ckpt.save(_trainer(_save_sharded(2)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [LAST]  # nothing left aside, no temporary directory
+    assert sorted(p.name for p in ckpt.last_path.iterdir()) == [".metadata", "__0_0.distcp", "meta.pt"]
+    assert (ckpt.last_path / "__0_0.distcp").read_bytes() == b"shard of step 2"
+    check_readable(ckpt.last_path)
+    assert checkpoint_step(ckpt.last_path) == 2  # the resume line reads meta.pt
+    # a file checkpoint (a DDP trunk's, seeded into a branch) is replaced by a directory as well
+    (tmp_path / "file").mkdir()
+    torch.save({"global_step": 3}, tmp_path / "file" / LAST)
+    AtomicCheckpoint(tmp_path / "file", every_n_steps=1).save(_trainer(_save_sharded(4)))
+    assert (tmp_path / "file" / LAST / "meta.pt").is_file()
+
+
+def test_a_kill_between_the_two_renames_leaves_the_previous_checkpoint_to_recover(tmp_path: Path) -> None:
+    last, tmp = _sharded(tmp_path / LAST, 1), _sharded(tmp_path / TMP, 2)
+    aside = tmp_path / f".{LAST}.old"
+    os.replace(last, aside)  # replace_checkpoint's first rename, then the kill
+    recover_checkpoint(last)
+    assert checkpoint_step(last) == 1 and not aside.exists()
+    replace_checkpoint(tmp, last)
+    assert checkpoint_step(last) == 2 and sorted(p.name for p in tmp_path.iterdir()) == [LAST]
+    _sharded(aside, 1)  # killed after the second rename, before the old one was deleted
+    recover_checkpoint(last)
+    assert checkpoint_step(last) == 2 and not aside.exists()
+
+
+def test_check_readable_names_what_a_sharded_checkpoint_lacks(tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    (partial / "__0_0.distcp").write_bytes(b"shard")
+    with pytest.raises(ConfigError, match=r"partial is not a readable checkpoint \(a directory without .metadata and "):
+        check_readable(partial)
+    cut = _sharded(tmp_path / "cut", 1)
+    (cut / "meta.pt").write_bytes((cut / "meta.pt").read_bytes()[:50])
+    with pytest.raises(ConfigError, match=r"cut is not a readable checkpoint \(its meta.pt: 50 bytes but no zip"):
+        check_readable(cut)

@@ -101,6 +101,20 @@ def test_branch_without_its_trunk_checkpoint_is_one_line(tmp_path: Path) -> None
         train(compose([*TINY, "train.max_steps=6", f"run_dir={tmp_path / 'b'}"]))
 
 
+def test_a_branch_starts_from_its_trunks_sharded_checkpoint_directory(tmp_path: Path) -> None:
+    """A trunk trained with train.strategy=fsdp saves directories (shards + meta.pt): the branch copies one whole."""
+    source = rundir.branch_checkpoint(tmp_path / "trunk", 5)
+    source.mkdir(parents=True)
+    (source / "__0_0.distcp").write_bytes(b"shard")
+    torch.save({"global_step": 5}, source / rundir.SHARDED_META)
+    rundir.write_branch_record(tmp_path / "b", tmp_path / "trunk", 5, [5])
+    trunk.seed_branch(tmp_path / "b")
+    last = rundir.last_checkpoint(tmp_path / "b")
+    assert sorted(p.name for p in last.iterdir()) == ["__0_0.distcp", rundir.SHARDED_META]
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]  # no temporary copy left
+    assert rundir.checkpoint_exists(last) and not trunk.BranchCheckpoints(tmp_path / "trunk", [5])._missing(5)
+
+
 SLOW = [  # a few hundred ms a step: slow enough to kill mid-run
     "objective=llada",
     "model=cpu-0.1m",
