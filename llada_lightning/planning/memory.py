@@ -207,9 +207,10 @@ class MemoryEstimate:
     logits: int  # logits and the float32 cross-entropy while the loss is computed
     overhead: int
     dynamic: int  # max over the step's phases of live gradients + activations + logits (`phase`)
-    phase: str  # where that peak is: "forward end", "backward start" (checkpointing) or "backward end"
+    phase: str  # where that peak is: forward end, backward start (checkpointing), backward end, optimizer step
     activations_no_ckpt: int = 0  # `activations` without and with checkpointing (same micro-batch)
     activations_ckpt: int = 0
+    phases: dict[str, int] = field(default_factory=dict)  # every phase's live gradients + activations + logits
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -252,7 +253,8 @@ def memory_estimate(
     `accumulation` > 1, since Lightning sets them to None after each optimizer step, and DDP's buckets), with
     checkpointing the backward's start (the last block recomputed, the head's gradients written), and the
     backward's end (every gradient but the embedding's, written last; with checkpointing the first block
-    recomputed).
+    recomputed), and the optimizer step (every gradient, and the one state-sized temporary of AdamW's foreach
+    implementation, torch's default on CUDA: the square root of exp_avg_sq, torch/optim/adam.py `_multi_tensor_adam`).
     """
     p = precision(prec)
     if strategy not in STRATEGIES:
@@ -296,6 +298,7 @@ def memory_estimate(
     else:
         first = 0
     phases["backward end"] = buckets + grads - round(p.grad * embedding * scale) + first + acts.head
+    phases["optimizer step"] = buckets + p.grad * n // shards + p.optim // 2 * n // shards
     phase = max(phases, key=lambda k: phases[k])
     no_ckpt = activation_estimate(cfg, micro_batch, seq_len, act_p, attention=attention, objective=objective)
     ckpt = activation_estimate(
@@ -312,5 +315,6 @@ def memory_estimate(
         phase=phase,
         activations_no_ckpt=no_ckpt.layers + no_ckpt.head + no_ckpt.weight_copies,
         activations_ckpt=ckpt.layers + ckpt.head + ckpt.weight_copies,
+        phases=phases,
         notes=notes,
     )

@@ -56,7 +56,7 @@ def test_propose_prefers_no_checkpointing_then_the_largest_micro_batch() -> None
     tight = propose(CFG, gpu_memory=30 * GB, gpus=8, global_batch=256, seq_len=2048)
     assert tight.fits and tight.checkpointing  # no micro-batch fits without it
     hopeless = propose(ladder()["llada-8b"], gpu_memory=24 * GB, gpus=8, global_batch=256, seq_len=4096)
-    assert not hopeless.fits and hopeless.micro_batch == 1 and hopeless.checkpointing
+    assert not hopeless.fits and hopeless.checkpointing  # the least memory, still too much
 
 
 def test_plan_prints_one_table_and_json(capsys) -> None:
