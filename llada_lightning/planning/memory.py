@@ -107,8 +107,9 @@ def layer_bytes_per_token(cfg: ModelConfig, seq_len: int, prec: str | Precision,
     kernels save q, k, v (GQA heads repeated by attention.py, except flash-attn's native GQA), the output and a
     float32 logsumexp per head, and never the s^2 scores; the output is reshaped into `wo` without a copy. The
     math kernel saves the softmax probabilities (h s per token, the 5 a s^2 b term of Korthikanti et al.), the
-    scaled q, k and v, and a copy of the output. Causal or bidirectional makes no difference. SwiGLU saves the
-    gate and up projections, silu of the gate and their product (4 d_ff).
+    scaled q, k and v, and a copy of the output (counted in the compute dtype; on CPU torch computes half inputs
+    of the math kernel in float32, so tests/planning checks it in float32). Causal or bidirectional makes no
+    difference. SwiGLU saves the gate and up projections, silu of the gate and their product (4 d_ff).
     """
     p = precision(prec) if isinstance(prec, str) else prec
     if attention not in ATTENTION:
@@ -138,8 +139,8 @@ class ActivationEstimate:
     head: int  # final norm, token ids, loss indices, RoPE tables
     log_softmax: int  # the float32 log-softmax the cross-entropy saves (loss tokens x vocab)
     logits_transient: int  # logits, their masked/shifted copy and its fp32 upcast, alive while the loss is computed
-    # autocast's bf16 copies of the matmul weights (mixed precision): its cache keeps them all until the forward
-    # leaves autocast, and the matmuls save them for backward (with checkpointing: the head's only)
+    # autocast's bf16 copies of the matmul weights (mixed precision): the matmuls save them for backward, and
+    # autocast's cache keeps them all until the forward leaves autocast, checkpointed blocks' included
     weight_copies: int
     recompute: int  # checkpointing: one block recomputed in the backward, its weight copies, its gradient (else 0)
 
