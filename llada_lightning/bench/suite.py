@@ -333,7 +333,8 @@ def compile_rows(s: Settings) -> list[Row]:
         return [Row("torch.compile", "median step", error="skipped in --quick (compiling takes ~30 s here)")]
     from llada_lightning.bench.train import lightning_timer
 
-    # random-length steps change the shape, and each new shape compiles again: off for both paths here
+    # a random-length step changes the shape and recompiles (once, into a dynamic-length graph): off for both paths,
+    # so the steady state is timed
     overrides = [*s.train_overrides, "objective.random_length_prob=0"]
     steps = 20
     with tempfile.TemporaryDirectory() as tmp:
