@@ -189,3 +189,13 @@ def test_llada_configs_pointing_nowhere_is_named(monkeypatch, tmp_path, capsys) 
     assert cli.main(["config"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "LLADA_CONFIGS=" in err[0] and "no such directory" in err[0]
+
+
+def test_building_the_parser_imports_no_torch() -> None:
+    """`llada --help` and `llada config` stay fast: no subcommand's registration imports torch or Lightning."""
+    code = (
+        "import sys; from llada_lightning.cli import build_parser; build_parser(); "
+        "heavy = [m for m in ('torch', 'lightning', 'transformers', 'safetensors') if m in sys.modules]; "
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
