@@ -67,7 +67,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         else:
             cluster = ClusterConfig(partition=args.partition, time_min=args.time_min or ClusterConfig.time_min)
         opts.workers = args.workers or cluster.cpus_per_task
-        report = prepare.submit(opts, cluster, jobs=args.jobs, wait=args.wait)
+        from llada_lightning.data.prepare_slurm import submit
+
+        report = submit(opts, cluster, jobs=args.jobs, wait=args.wait)
     else:
         report = prepare.prepare(opts)
     if report.manifest is not None:
@@ -83,7 +85,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from llada_lightning.data.prepare import status
+    from llada_lightning.data.prepare_slurm import status
 
     s = status(args.out_dir)
     jobs = f"; live array tasks: {', '.join(s['live_jobs'])}" if s["live_jobs"] else ""

@@ -22,7 +22,6 @@ import hashlib
 import logging
 import multiprocessing
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,37 +37,14 @@ import numpy as np
 from llada_lightning.config.errors import ConfigError
 from llada_lightning.data import shards
 from llada_lightning.data.cache import doc_key, file_sha256
-from llada_lightning.data.inputs import HFSource, Inputs, Unit, iter_unit, resolve
-from llada_lightning.data.tokenizer import EOS_TOKEN, MIN_BPE_VOCAB, eos_id, load_tokenizer, train_bpe
+from llada_lightning.data.inputs import HFSource, Unit, iter_unit, resolve
+from llada_lightning.data.prepare_plan import LOCK, PrepareOptions, check_plan, ensure_tokenizer, eos_of, make_plan
+from llada_lightning.data.tokenizer import EOS_TOKEN, load_tokenizer
 from llada_lightning.io import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
 ENCODE_BATCH = 512  # documents per encode_batch call
-DEFAULT_SHARD_BYTES = 256 * 2**20  # of input text per shard: ~64M tokens, a ~128 MB uint16 .bin
-DEFAULT_BPE_DOCUMENTS = 100_000
-LOCK = ".lock"
-SLURM_RECORD = "slurm.json"
-
-
-@dataclass
-class PrepareOptions:
-    """What `llada data prepare` was asked (the CLI's options)."""
-
-    sources: list[str]
-    out_dir: str
-    tokenizer: str = "bpe"  # a tokenizer.json, or "bpe" to train one on the corpus
-    vocab_size: int = 4096  # bpe
-    val_fraction: float = 0.05  # bpe: its training documents are those this split keeps for training
-    bpe_documents: int = DEFAULT_BPE_DOCUMENTS  # bpe: trained on at most this many training documents
-    eos_token: str | None = None  # tokenizer file: the document separator (None: the usual ones)
-    text_field: str = "text"
-    name: str | None = None  # `datasets` source: config name
-    split: str = "train"  # `datasets` source: split
-    data_files: list[str] | None = None  # `datasets` builder: its files
-    shard_bytes: int = DEFAULT_SHARD_BYTES
-    workers: int = 1
-    verify: bool = False  # also check every done shard's sha256 (reads them all)
 
 
 @dataclass
@@ -83,11 +59,11 @@ class Report:
     manifest: dict | None = None
 
 
-# ---- locks, plan, tokenizer ------------------------------------------------------------------------------------
+# ---- locks ------------------------------------------------------------------------------------
 
 
 @contextmanager
-def _flock(path: Path, *, wait: bool) -> Iterator[bool]:
+def flock(path: Path, *, wait: bool) -> Iterator[bool]:
     """An exclusive fcntl lock on `path`: True once held; False when `wait` is off and another process holds it."""
     with open(path, "a") as f:
         try:
@@ -99,122 +75,6 @@ def _flock(path: Path, *, wait: bool) -> Iterator[bool]:
             log.warning("cannot lock %s (%s); concurrent writers may duplicate work", path, exc)
             held = True
         yield held  # closing the file releases the lock
-
-
-def _first_difference(a: Any, b: Any, where: str = "") -> str:
-    """The first dotted key (or list index) at which `a` and `b` differ, with both values."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b), key=str):
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else str(key))
-    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            if x != y:
-                return _first_difference(x, y, f"{where}[{i}]")
-    return f"{where}: {a!r} then, {b!r} now"
-
-
-def _tokenizer_request(opts: PrepareOptions) -> tuple[dict[str, Any], str]:
-    """What plan.json records of the tokenizer (compared on a rerun), and where it comes from."""
-    if opts.tokenizer == "bpe":
-        if opts.vocab_size < MIN_BPE_VOCAB:
-            raise ConfigError(
-                f"--vocab-size {opts.vocab_size} is too small for a byte-level BPE; use >= {MIN_BPE_VOCAB}"
-            )
-        if not 0.0 < opts.val_fraction < 1.0:
-            raise ConfigError(f"--val-fraction {opts.val_fraction} is outside (0, 1); e.g. 0.05 (data.val_fraction)")
-        if opts.bpe_documents < 1:
-            raise ConfigError(f"--bpe-documents {opts.bpe_documents} must be >= 1")
-        request = {"kind": "bpe", "vocab_size": opts.vocab_size, "val_fraction": opts.val_fraction,
-                   "documents": opts.bpe_documents}  # fmt: skip
-        return request, "bpe"
-    what, fix = f"--tokenizer {opts.tokenizer}", "give a HF tokenizer.json, or bpe to train one on the corpus"
-    tok = load_tokenizer(opts.tokenizer, what=what, fix=fix)
-    _eos(tok, opts.eos_token)
-    path = Path(opts.tokenizer).expanduser().resolve()
-    return {"kind": "file", "sha256": file_sha256(path), "eos_token": opts.eos_token}, str(path)
-
-
-def _eos(tok, eos_token: str | None) -> int:
-    try:
-        return eos_id(tok, eos_token)
-    except ConfigError as exc:  # eos_id names the config key; here it is an option
-        raise ConfigError(str(exc).replace("data.eos_token", "--eos-token")) from exc
-
-
-def _make_plan(opts: PrepareOptions, inputs: Inputs) -> dict[str, Any]:
-    request, source = _tokenizer_request(opts)
-    return {
-        "format": shards.FORMAT,
-        "format_version": shards.FORMAT_VERSION,
-        "inputs": inputs.spec,
-        "units": [u.to_dict() for u in inputs.units],
-        "tokenizer": request,
-        "tokenizer_source": source,  # where it was copied from: recorded, not compared
-    }
-
-
-def _describe(request: dict[str, Any]) -> str:
-    if request["kind"] == "bpe":
-        return (
-            f"--tokenizer bpe --vocab-size {request['vocab_size']} --bpe-documents {request['documents']} "
-            f"--val-fraction {request['val_fraction']}"
-        )
-    eos = f" --eos-token {request['eos_token']!r}" if request["eos_token"] else ""
-    return f"--tokenizer a file of sha256 {request['sha256'][:12]}{eos}"
-
-
-def _check_plan(out: Path, plan: dict[str, Any], old: dict[str, Any] | None) -> None:
-    """A rerun must ask for what the directory holds; a directory that is not ours is never written into."""
-    if old is None:
-        if out.exists() and (not out.is_dir() or any(p.name != LOCK for p in out.iterdir())):
-            raise ConfigError(
-                f"OUT_DIR {out} exists and was not written by `llada data prepare` (no {shards.PLAN}); "
-                "give a new or empty directory"
-            )
-        return
-    if old.get("format_version") != shards.FORMAT_VERSION:
-        raise ConfigError(
-            f"{out} holds format {old.get('format_version')}, not {shards.FORMAT_VERSION}; use a new OUT_DIR"
-        )
-    if old["tokenizer"] != plan["tokenizer"]:
-        raise ConfigError(
-            f"{out} was prepared with another tokenizer ({_describe(old['tokenizer'])}, not "
-            f"{_describe(plan['tokenizer'])}); rerun with the options it was prepared with ({out / shards.PLAN}), "
-            "or use a new OUT_DIR"
-        )
-    for key in ("inputs", "units"):
-        if old[key] != plan[key]:
-            raise ConfigError(
-                f"{out} was prepared from other inputs ({_first_difference(old[key], plan[key], key)}); "
-                f"use a new OUT_DIR, or remove {out} to prepare it again"
-            )
-
-
-def _bpe_documents(plan: dict[str, Any], hf: HFSource | None) -> Iterator[str]:
-    """The BPE's training documents: the first `documents` that the split at `val_fraction` keeps for training."""
-    request = plan["tokenizer"]
-    text_field = plan["inputs"]["text_field"]
-
-    def kept() -> Iterator[str]:
-        for u in plan["units"]:
-            for doc in iter_unit(Unit(**u), text_field, hf):
-                if doc_key(doc) / 2.0**64 >= request["val_fraction"]:  # cache.doc_unit: not held out
-                    yield doc
-
-    return islice(kept(), request["documents"])
-
-
-def _ensure_tokenizer(out: Path, plan: dict[str, Any], hf: HFSource | None) -> None:
-    path = out / shards.TOKENIZER
-    request = plan["tokenizer"]
-    if request["kind"] == "file":
-        if not path.is_file() or file_sha256(path) != request["sha256"]:
-            source = Path(plan["tokenizer_source"])
-            atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
-    elif not path.is_file():
-        tok = train_bpe(_bpe_documents(plan, hf), request["vocab_size"])
-        atomic_write(path, lambda tmp: tok.save(tmp))
 
 
 @dataclass
@@ -245,7 +105,7 @@ def _hf_of(plan: dict[str, Any]) -> HFSource | None:
     return HFSource(spec["path"], spec["name"], spec["split"], spec["data_files"])
 
 
-def _load_context(out: Path, hf: HFSource | None = None) -> _Context:
+def load_context(out: Path, hf: HFSource | None = None) -> _Context:
     plan = shards.read_json(out / shards.PLAN)
     if plan is None:
         raise ConfigError(f"{out}: no readable {shards.PLAN}; run `llada data prepare SOURCE {out}` first")
@@ -253,19 +113,19 @@ def _load_context(out: Path, hf: HFSource | None = None) -> _Context:
     tok = load_tokenizer(path, what=str(path), fix=f"rerun `llada data prepare` on {out}")
     request = plan["tokenizer"]
     if request["kind"] == "bpe":
-        eos, vocab = _eos(tok, EOS_TOKEN), int(request["vocab_size"])  # ids < vocab_size, as cache.py
+        eos, vocab = eos_of(tok, EOS_TOKEN), int(request["vocab_size"])  # ids < vocab_size, as cache.py
     else:
-        eos, vocab = _eos(tok, request["eos_token"]), tok.get_vocab_size()
+        eos, vocab = eos_of(tok, request["eos_token"]), tok.get_vocab_size()
     return _Context(out, plan, hf or _hf_of(plan), tok, file_sha256(path), eos, vocab, shards.token_dtype(vocab))
 
 
 _CONTEXTS: dict[str, _Context] = {}  # per process
 
 
-def _context(out: Path) -> _Context:
+def context(out: Path) -> _Context:
     key = str(out)
     if key not in _CONTEXTS:
-        _CONTEXTS[key] = _load_context(out)
+        _CONTEXTS[key] = load_context(out)
     return _CONTEXTS[key]
 
 
@@ -301,7 +161,7 @@ def write_shard(ctx: _Context, i: int, *, verify: bool = False) -> dict | None:
     directory = ctx.out / shards.SHARDS
     directory.mkdir(parents=True, exist_ok=True)
     name = shards.shard_name(i)
-    with _flock(directory / f"{name}.lock", wait=False) as held:
+    with flock(directory / f"{name}.lock", wait=False) as held:
         if not held:
             return None
         marker = shard_done(ctx, i, verify=verify)
@@ -369,7 +229,7 @@ def _work(args: tuple[str, int, bool]) -> tuple[int, dict | None, float]:
     """Pool task: write one shard (the context is loaded once per worker process)."""
     out, i, verify = args
     t0 = time.perf_counter()
-    marker = write_shard(_context(Path(out)), i, verify=verify)
+    marker = write_shard(context(Path(out)), i, verify=verify)
     return i, marker, time.perf_counter() - t0
 
 
@@ -401,8 +261,8 @@ def run_shards(out: Path, todo: list[int], workers: int, *, verify: bool = False
         return written, busy, tokens
     # spawn: workers start clean (no forked tokenizer threads or locks); a worker that dies (OOM, kill) breaks the pool
     # with an error rather than hanging it, as multiprocessing.Pool would
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=context, initializer=_init_worker)
+    spawn = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=spawn, initializer=_init_worker)
     try:
         for future in as_completed([pool.submit(_work, (str(out), i, verify)) for i in todo]):
             try:
@@ -483,16 +343,16 @@ def plan(opts: PrepareOptions) -> _Context:
                      hf_split=opts.split, data_files=opts.data_files)  # fmt: skip
     if not inputs.units:
         raise ConfigError(f"SOURCE {opts.sources}: the inputs are empty (no byte, row or row group); give some text")
-    new = _make_plan(opts, inputs)
-    _check_plan(out, new, shards.read_json(out / shards.PLAN))
+    new = make_plan(opts, inputs)
+    check_plan(out, new, shards.read_json(out / shards.PLAN))
     out.mkdir(parents=True, exist_ok=True)
-    with _flock(out / LOCK, wait=True):
+    with flock(out / LOCK, wait=True):
         old = shards.read_json(out / shards.PLAN)
-        _check_plan(out, new, old)  # another preparer may have planned meanwhile
+        check_plan(out, new, old)  # another preparer may have planned meanwhile
         if old is None:
             atomic_write_json(out / shards.PLAN, new)
-        _ensure_tokenizer(out, new if old is None else old, inputs.hf)
-    ctx = _load_context(out, inputs.hf)
+        ensure_tokenizer(out, new if old is None else old, inputs.hf)
+    ctx = load_context(out, inputs.hf)
     _CONTEXTS[str(out)] = ctx
     return ctx
 
@@ -512,128 +372,7 @@ def prepare(opts: PrepareOptions, echo: Callable[[str], None] = print) -> Report
              f"worker(s)")  # fmt: skip
     report.written, report.busy, report.tokens_written = run_shards(ctx.out, todo, opts.workers, verify=opts.verify,
                                                                     echo=echo)  # fmt: skip
-    with _flock(ctx.out / LOCK, wait=True):
+    with flock(ctx.out / LOCK, wait=True):
         report.manifest = finalize(ctx)
     report.seconds = time.perf_counter() - t0
     return report
-
-
-def run_task(out_dir: str, todo: list[int], workers: int, verify: bool = False) -> dict[str, Any]:
-    """One Slurm array task: write the shards `todo`, then the manifest if every shard is done."""
-    out = Path(out_dir)
-    written, busy, tokens = run_shards(out, todo, workers, verify=verify)
-    with _flock(out / LOCK, wait=True):
-        manifest = finalize(_context(out))
-    return {"written": written, "busy": busy, "tokens": tokens, "manifest": manifest is not None}
-
-
-# ---- Slurm (submitit) ---------------------------------------------------------------------------------------------
-
-LIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED")
-
-
-def submitit_parameters(cluster: Any, workers: int) -> dict[str, Any]:
-    """submitit parameters of a CPU array task from a cluster config (sweep/cluster.py; configs/cluster/)."""
-    extra: dict[str, Any] = dict(cluster.sbatch)
-    params: dict[str, Any] = {
-        "timeout_min": cluster.time_min,
-        "nodes": 1,
-        "tasks_per_node": 1,
-        "cpus_per_task": workers,
-        "name": "llada-prepare",
-        "slurm_array_parallelism": cluster.array_parallelism,
-        "slurm_setup": list(cluster.setup),
-    }
-    if cluster.partition:
-        params["slurm_partition"] = cluster.partition
-    for key in ("account", "qos", "constraint"):
-        if getattr(cluster, key):
-            extra[key] = getattr(cluster, key)
-    if cluster.mem_gb:
-        params["mem_gb"] = cluster.mem_gb
-    if extra:
-        params["slurm_additional_parameters"] = extra
-    return params
-
-
-def live_jobs(out: Path) -> list[str]:
-    """The array tasks of the last submission (slurm.json) that Slurm still has queued or running."""
-    record = shards.read_json(out / SLURM_RECORD)
-    if not record or record.get("executor") != "slurm":
-        return []
-    from llada_lightning.sweep.state import slurm_states
-
-    states = slurm_states([str(j) for j in record["job_ids"]])
-    return sorted(j for j, s in states.items() if s in LIVE_STATES)
-
-
-def submit(opts: PrepareOptions, cluster: Any, *, jobs: int | None = None, wait: bool = False,
-           echo: Callable[[str], None] = print) -> Report:  # fmt: skip
-    """Plan here, then write the shards not done as a submitit job array of at most `jobs` tasks (default: the
-    cluster's array_parallelism), each with `opts.workers` processes; the last task to finish writes the manifest.
-    `wait` (always with the debug executor) blocks until the tasks end and writes the manifest here."""
-    if cluster.executor == "local":
-        raise ConfigError("the cluster config runs locally (executor: local); use --workers N on this machine instead")
-    if jobs is not None and jobs < 1:
-        raise ConfigError(f"--jobs {jobs} must be >= 1")
-    t0 = time.perf_counter()
-    ctx = plan(opts)
-    todo = pending(ctx, opts.verify)
-    report = Report(ctx.out, len(ctx.plan["units"]), done_before=len(ctx.plan["units"]) - len(todo))
-    live = live_jobs(ctx.out) if todo else []
-    if live:
-        echo(f"{ctx.out}: array tasks {', '.join(live[:4])}{' ...' if len(live) > 4 else ''} are still queued or "
-             "running; not submitting again (rerun when they end, or scancel them)")  # fmt: skip
-        report.busy = todo
-    elif todo:
-        import submitit
-
-        n = min(jobs or cluster.array_parallelism, len(todo))
-        executor = submitit.AutoExecutor(folder=ctx.out / ".submitit" / "%j", cluster=cluster.executor)
-        executor.update_parameters(**submitit_parameters(cluster, opts.workers))
-        groups = [todo[t::n] for t in range(n)]
-        try:
-            array = executor.map_array(run_task, [str(ctx.out)] * n, groups, [opts.workers] * n, [opts.verify] * n)
-        except submitit.core.utils.FailedJobError as exc:
-            message = " ".join(str(exc).split())[:300]
-            raise ConfigError(f"sbatch refused the submission ({message}); fix the cluster options") from exc
-        record = {"executor": cluster.executor, "job_ids": [str(j.job_id) for j in array], "shards": todo,
-                  "submitted": time.time()}  # fmt: skip
-        atomic_write_json(ctx.out / SLURM_RECORD, record)
-        job_id = str(array[0].job_id).split("_")[0]
-        echo(f"{ctx.out}: submitted {len(todo)} shards as {n} array task(s) of job {job_id} "
-             f"({cluster.executor}); logs in {ctx.out / '.submitit'}")  # fmt: skip
-        if wait or cluster.executor == "debug":
-            for job in array:
-                try:
-                    result = job.result()
-                except Exception as exc:  # the task's own error, as submitit relays it
-                    lines = [line for line in str(exc).splitlines() if line.strip()]
-                    raise ConfigError(
-                        f"array task {job.job_id} failed: {lines[-1].strip() if lines else type(exc).__name__}; "
-                        f"see {job.paths.stderr}, fix it and rerun (done shards are kept)"
-                    ) from exc
-                report.written += result["written"]
-                report.busy += result["busy"]
-                report.tokens_written += result["tokens"]
-    if not live and (not todo or wait or cluster.executor == "debug"):
-        with _flock(ctx.out / LOCK, wait=True):
-            report.manifest = finalize(ctx)
-    report.seconds = time.perf_counter() - t0
-    return report
-
-
-def status(out_dir: str) -> dict[str, Any]:
-    """How far a prepared directory is: shards done of planned, their tokens, whether the manifest is written."""
-    out = Path(out_dir).expanduser().resolve()
-    ctx = _load_context(out)
-    markers = [shard_done(ctx, i) for i in range(len(ctx.plan["units"]))]
-    done = [m for m in markers if m is not None]
-    return {
-        "out_dir": str(out),
-        "shards": len(markers),
-        "done": len(done),
-        "tokens_done": sum(m["n_tokens"] for m in done),
-        "manifest": (out / shards.MANIFEST).is_file(),
-        "live_jobs": live_jobs(out),
-    }

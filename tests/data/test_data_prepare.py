@@ -17,7 +17,7 @@ from prepared_helpers import SHARD, contents, documents, mtimes, prepare_cli, wr
 from tokenizers import Tokenizer
 
 from llada_lightning.config.schema import DataConfig
-from llada_lightning.data import prepare, shards
+from llada_lightning.data import prepare, prepare_slurm, shards
 from llada_lightning.data.cache import doc_key, file_sha256
 from llada_lightning.data.datamodule import LMDataModule
 from llada_lightning.data.prepare import PrepareOptions
@@ -279,12 +279,14 @@ def test_the_submitit_path_writes_what_the_local_path_writes(corpus, tmp_path):
     opts = PrepareOptions(sources=[str(f) for f in files], out_dir=str(tmp_path / "out"), vocab_size=300,
                           shard_bytes=SHARD_BYTES)  # fmt: skip
     lines: list[str] = []
-    report = prepare.submit(opts, ClusterConfig(executor="debug"), jobs=3, echo=lines.append)
+    report = prepare_slurm.submit(opts, ClusterConfig(executor="debug"), jobs=3, echo=lines.append)
     assert report.manifest is not None and len(report.written) == report.n_shards
     assert "as 3 array task(s)" in lines[0]
     assert json.loads((tmp_path / "out" / "slurm.json").read_text())["executor"] == "debug"
     assert contents(tmp_path / "out") == contents(out)
-    again = prepare.submit(opts, ClusterConfig(executor="debug"), echo=lines.append)  # nothing left: nothing submitted
+    again = prepare_slurm.submit(
+        opts, ClusterConfig(executor="debug"), echo=lines.append
+    )  # nothing left: nothing submitted
     assert again.written == [] and again.manifest == report.manifest and len(lines) == 1
 
 
