@@ -1,5 +1,5 @@
 """The `llada` command line: train, sft, demo, config, ladder, runs, sweep, scaling, study, experiment, sample, eval,
-export."""
+export, data, plan, bench."""
 
 from __future__ import annotations
 
