@@ -16,19 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from llada_lightning.bench.suite import SWEEP_SPEC
 from llada_lightning.sweep import launch
 
 REPO = Path(__file__).resolve().parents[1]
-SPEC = """name: bench100
-root: {root}
-cluster: local-slurm
-base: [data.seq_len=32, train.batch_size=4, train.max_steps=null]
-grid:
-  objective: [llada, arm]
-  model: [cpu-0.1m, cpu-0.4m, cpu-1m, cpu-1.6m, cpu-3.5m]
-  train.flops_budget: [1e12, 2e12, 4e12, 8e12, 16e12]
-  train.seed: [0, 1]
-"""
 
 
 def main() -> None:
@@ -39,7 +30,7 @@ def main() -> None:
     for _ in range(3):
         with tempfile.TemporaryDirectory() as tmp:
             spec = Path(tmp) / "bench100.yaml"
-            spec.write_text(SPEC.format(root=tmp))
+            spec.write_text(SWEEP_SPEC.format(root=tmp, cluster="local-slurm"))
             t0 = time.perf_counter()
             report = launch(str(spec), dry_run=True, out=io.StringIO())
             t1 = time.perf_counter()

@@ -243,9 +243,10 @@ def sampling_rows(s: Settings) -> list[Row]:
     return rows
 
 
+# 100 runs of the CPU ladder (benchmarks/bench_sweep.py submits the same spec to the local Slurm cluster)
 SWEEP_SPEC = """name: bench100
 root: {root}
-cluster: local
+cluster: {cluster}
 base: [data.seq_len=32, train.batch_size=4, train.max_steps=null]
 grid:
   objective: [llada, arm]
@@ -261,7 +262,7 @@ def sweep_rows(s: Settings) -> list[Row]:
 
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "bench100.yaml"
-        spec.write_text(SWEEP_SPEC.format(root=tmp))
+        spec.write_text(SWEEP_SPEC.format(root=tmp, cluster="local"))
         t0 = time.perf_counter()
         report = launch(str(spec), dry_run=True, out=io.StringIO())
         t1 = time.perf_counter()
