@@ -26,6 +26,7 @@ from llada_lightning.models import Transformer
 CONFIG = "config.json"
 TOKENIZER = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+GENERATION_CONFIG = "generation_config.json"  # LLaDA-8B keeps its BOS id (126080) there, not in config.json
 OBJECTIVES = ("llada", "arm")
 # mask tokens looked up in a tokenizer when a Llama checkpoint is loaded as LLaDA without a mask_token_id
 MASK_TOKENS = ("<|mdm_mask|>", "<mask>", "[MASK]", "<|mask|>")
@@ -147,7 +148,7 @@ def load_pretrained(
         cfg = llada.model_config(meta, name=name)
         pieces, objective = llada.pieces(meta, cfg), "llada"
         ignore = _tied_copy(files, cfg, llada.PREFIX + "ff_out.weight", llada.PREFIX + "wte.weight")
-        eos, bos = meta.get("eos_token_id"), None
+        eos, bos = meta.get("eos_token_id"), _json_object(source / GENERATION_CONFIG).get("bos_token_id")
         architecture = (meta.get("architectures") or [llada.ARCHITECTURE])[0]
     elif fmt == "llama":
         assert meta is not None
@@ -244,7 +245,11 @@ def _tokenizer(home: Path) -> Tokenizer | None:
 
 
 def _tokenizer_config(home: Path) -> dict[str, Any]:
-    file = home / TOKENIZER_CONFIG
+    return _json_object(home / TOKENIZER_CONFIG)
+
+
+def _json_object(file: Path) -> dict[str, Any]:
+    """A small JSON file of the directory as a dict ({} when absent); ConfigError when it cannot be read."""
     if not file.is_file():
         return {}
     try:

@@ -285,3 +285,13 @@ def test_llada_block_groups(tmp_path: Path) -> None:
     _edit_config(tmp_path, block_group_size=3)
     with pytest.raises(ConfigError, match="n_layers=4 is not divisible by block_group_size=3"):
         load_pretrained(tmp_path)
+
+
+def test_llada_special_ids_come_from_config_and_generation_config(tmp_path: Path) -> None:
+    """LLaDA-8B: eos_token_id in config.json, bos_token_id only in generation_config.json."""
+    write_llada(tmp_path, llama_reference(seed=12))
+    _, _, info = load_pretrained(tmp_path, device="meta")
+    assert (info.eos_id, info.bos_id) == (2, None)
+    (tmp_path / "generation_config.json").write_text(json.dumps({"bos_token_id": 7, "eos_token_id": 2}))
+    _, _, info = load_pretrained(tmp_path, device="meta")
+    assert (info.eos_id, info.bos_id) == (2, 7)
