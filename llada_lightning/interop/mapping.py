@@ -53,11 +53,6 @@ class Piece:
         return n + self.pad_rows
 
 
-def backbone_names(cfg: ModelConfig) -> list[str]:
-    """The state-dict names of `Transformer(cfg)`, in order (checked against every format's pieces)."""
-    return list(build_model(cfg, device="meta").state_dict())
-
-
 def check_pieces(
     pieces: Sequence[Piece],
     files: WeightFiles,

@@ -8,6 +8,7 @@ tensor. The model comes back as a `models.Transformer` in eval mode, so `samplin
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,7 +158,7 @@ def load_pretrained(
         mask = _llama_mask(meta, tokenizer, mask_id, source) if objective == "llada" else None
         cfg = llama.model_config(meta, mask_token_id=mask, name=name)
         if mask is not None and mask == cfg.vocab_size:  # a mask token just past the vocabulary: its reserved row
-            cfg = _replace(cfg, mask_token_id=None)
+            cfg = dataclasses.replace(cfg, mask_token_id=None)
         pieces = llama.pieces(cfg)
         ignore = llama.ignored(files.names) | _tied_copy(files, cfg, "lm_head.weight", "model.embed_tokens.weight")
         eos, bos = meta.get("eos_token_id"), meta.get("bos_token_id")
@@ -204,12 +205,6 @@ def _tied_copy(files: WeightFiles, cfg: ModelConfig, head: str, embedding: str) 
             "fix the tie setting in config.json"
         )
     return {head}
-
-
-def _replace(cfg: ModelConfig, **changes: Any) -> ModelConfig:
-    import dataclasses
-
-    return dataclasses.replace(cfg, **changes)
 
 
 def _first_id(value: Any) -> int | None:

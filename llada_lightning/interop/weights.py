@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from llada_lightning.config.errors import ConfigError
+from llada_lightning.data.tokenizer import first_line
 from llada_lightning.io import atomic_write, atomic_write_json
 
 SAFETENSORS = "model.safetensors"
@@ -125,25 +126,20 @@ def _safetensors_names(path: Path) -> list[str]:
         with safe_open(str(path), framework="pt", device="cpu") as fh:
             return list(fh.keys())
     except Exception as exc:  # safetensors raises its own SafetensorError for truncated or foreign files
-        raise ConfigError(f"{path}: not a readable safetensors file ({_first_line(exc)}); restore it") from exc
+        raise ConfigError(f"{path}: not a readable safetensors file ({first_line(exc)}); restore it") from exc
 
 
 def _load_pickle(path: Path) -> Mapping[str, Tensor]:
     try:
         obj: Any = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as exc:  # unpickling fails in many ways: name the file, not a traceback
-        raise ConfigError(f"{path}: not a readable torch checkpoint ({_first_line(exc)}); restore it") from exc
+        raise ConfigError(f"{path}: not a readable torch checkpoint ({first_line(exc)}); restore it") from exc
     for key in ("model", "state_dict", "module"):  # a training checkpoint (lit_gpt/fabric: {"model": ...})
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
         raise ConfigError(f"{path}: holds no state dict of tensors; pass a weight file")
     return obj
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__
 
 
 def tensor_bytes(tensor: Tensor) -> int:
